@@ -128,9 +128,13 @@ def preferred_fraction(labels) -> float:
         if labels.dtype != torch.bool:
             raise ValueError(f"labels must be boolean (True = preferred), got dtype {labels.dtype}")
         n, k = labels.numel(), int(labels.sum())
+    elif hasattr(labels, "dtype") and hasattr(labels, "shape"):  # numpy / pandas / arrow arrays
+        if getattr(labels.dtype, "kind", None) != "b":
+            raise ValueError(f"labels must be boolean (True = preferred), got dtype {labels.dtype}")
+        n, k = int(labels.size), int(labels.sum())
     else:
         values = list(labels)
-        if not all(isinstance(v, bool) or type(v).__name__ == "bool_" for v in values):
+        if not all(isinstance(v, bool) for v in values):
             raise ValueError("labels must all be booleans (True = preferred, False = non-preferred)")
         n, k = len(values), sum(bool(v) for v in values)
     if n == 0:
@@ -167,8 +171,8 @@ def _reduce(per_row: torch.Tensor, preferred: torch.Tensor, reduction: str) -> t
             f"reduction='per_class' needs both classes in the batch, but it has no {empty} rows "
             f"(batch size {preferred.numel()}); use reduction='pooled' or larger / stratified batches"
         )
-    w = torch.where(preferred, 1.0 / n_pos, 1.0 / n_neg).to(per_row.dtype)
-    return (per_row * w).sum()
+    zero = torch.zeros((), dtype=per_row.dtype, device=per_row.device)
+    return torch.where(preferred, per_row, zero).sum() / n_pos + torch.where(preferred, zero, per_row).sum() / n_neg
 
 
 # ---------------------------------------------------------------------------

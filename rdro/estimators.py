@@ -1,0 +1,678 @@
+"""Density-ratio estimators with a scikit-learn-style API: plain (g = p+/p−) and relative (r_α = p+/q_α).
+
+Notation (shared/method.md): p+ the numerator ("preferred") density, p− the denominator
+("non-preferred") density, q_α = α p+ + (1 − α) p−, r_α = p+ / q_α ∈ [0, 1/α], g = p+ / p−.
+
+Every estimator follows the same convention:
+
+- hyper-parameters are set in ``__init__`` only (``alpha`` for the relative ones, kernel and
+  regularisation grids, ``random_state``) and validated in ``fit``;
+- ``fit(X_num, X_den)`` takes samples of the numerator p+ and of p− (arrays of shape
+  [n, d]) and returns ``self``. The relative estimators never need samples of q_α: they form
+  the mixture internally, E_{q_α}[h] = α E_{p+}[h] + (1 − α) E_{p−}[h] (as RuLSIF does);
+- ``predict(X)`` returns the estimated ratio at the rows of X — r̂_α for the relative estimators
+  (``relative = True``), ĝ for the plain ones; ``predict_log(X)`` its logarithm;
+- learned state lives in attributes ending in ``_`` (``sigma_``, ``lambda_``, ``centers_``,
+  ``coef_``, ``cv_scores_`` …); ``get_params`` / ``set_params`` work as in scikit-learn.
+
+Estimators:
+
+=========================  ========  ===================================================
+class                      target    method
+=========================  ========  ===================================================
+:class:`ULSIF`             g         least squares, closed form (Kanamori et al. 2009)
+:class:`RuLSIF`            r_α       relative least squares, closed form (Yamada et al. 2013)
+:class:`KLIEP`             g         KL importance estimation (Sugiyama et al. 2008)
+:class:`LogisticRatio`     g         logistic-regression classifier, g = (n−/n+)·odds
+:class:`RelativeLogisticRatio`  r_α  the RDRO loss itself (:func:`rdro.losses.rdro_loss`)
+:class:`BregmanRatio`      g         DDRO's Bregman loss (:func:`rdro.losses.ddro_loss`)
+=========================  ========  ===================================================
+
+Shared pieces, written once: :func:`gaussian_kernel` (the feature map of every estimator),
+:func:`median_distance` (default kernel-width scale), K-fold splitting of both samples and the
+grid search over (σ, λ) by a held-out criterion.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import numpy as np
+import scipy.optimize
+import torch
+import torch.nn.functional as F
+
+from rdro.losses import ddro_loss, rdro_loss
+from rdro.ratios import log_relative_ratio
+
+__all__ = [
+    "NotFittedError",
+    "DensityRatioEstimator",
+    "ULSIF",
+    "RuLSIF",
+    "KLIEP",
+    "LogisticRatio",
+    "RelativeLogisticRatio",
+    "BregmanRatio",
+    "gaussian_kernel",
+    "median_distance",
+]
+
+# Default grids: σ as multiples of the median pairwise distance, λ absolute.
+SIGMA_FACTORS = (0.1, 0.2, 0.35, 0.5, 0.7, 1.0, 1.5, 2.0)
+LSIF_LAMBDAS = tuple(10.0 ** np.arange(-3.0, 1.01, 0.5))
+ERM_SIGMA_FACTORS = (0.25, 0.5, 1.0, 2.0)
+ERM_LAMBDAS = (1e-1, 1e-2, 1e-3)
+
+
+class NotFittedError(ValueError, AttributeError):
+    """``predict`` was called before ``fit``."""
+
+
+# ---------------------------------------------------------------------------
+# shared pieces: validation, kernel features, width heuristic, folds
+# ---------------------------------------------------------------------------
+
+
+def _as_samples(X, name: str, n_features: int | None = None) -> np.ndarray:
+    """X as a float64 array of shape [n, d], finite, with ``n_features`` columns if given."""
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().numpy()
+    try:
+        arr = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a numeric array of shape [n_samples, n_features], got {type(X).__name__}")
+    if arr.ndim != 2:
+        hint = " (for 1-D data use X.reshape(-1, 1))" if arr.ndim == 1 else ""
+        raise ValueError(f"{name} must be 2-D [n_samples, n_features], got shape {arr.shape}{hint}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one row and one column, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains {int((~np.isfinite(arr)).sum())} NaN/Inf value(s); samples must be finite")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(f"{name} has {arr.shape[1]} features, expected {n_features} (as in the fitted data)")
+    return arr
+
+
+def _check_alpha(alpha) -> float:
+    try:
+        a = float(alpha)
+    except (TypeError, ValueError):
+        raise ValueError(f"alpha must be a number strictly inside (0, 1), got {alpha!r}") from None
+    if not (0.0 < a < 1.0):
+        raise ValueError(f"alpha must lie strictly inside (0, 1), got {alpha!r}")
+    return a
+
+
+def _check_int(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_grid(values, name: str) -> np.ndarray:
+    arr = np.atleast_1d(np.asarray(values, dtype=np.float64))
+    if arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)) or not np.all(arr > 0):
+        raise ValueError(f"{name} must be a non-empty sequence of finite positive numbers, got {values!r}")
+    return arr
+
+
+def gaussian_kernel(X: np.ndarray, centers: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian kernel features φ_l(x) = exp(−‖x − c_l‖² / (2σ²)), shape [n, b], each in (0, 1].
+
+    The feature map of every estimator here: ratio (or log-ratio) models are linear in φ(x),
+    so ‖φ(x)‖₂ ≤ √b — the feature bound used by :func:`rdro.theory.rademacher_linear`.
+    """
+    sq = (X * X).sum(1)[:, None] + (centers * centers).sum(1)[None, :] - 2.0 * X @ centers.T
+    return np.exp(-np.maximum(sq, 0.0) / (2.0 * sigma * sigma))
+
+
+def median_distance(X: np.ndarray, max_points: int = 500, random_state=0) -> float:
+    """Median Euclidean distance between distinct rows of X (a random subset of ``max_points``
+    rows when X is larger): the scale of the default kernel-width grids."""
+    X = _as_samples(X, "X")
+    rng = np.random.default_rng(random_state)
+    if X.shape[0] > max_points:
+        X = X[rng.choice(X.shape[0], max_points, replace=False)]
+    sq = (X * X).sum(1)[:, None] + (X * X).sum(1)[None, :] - 2.0 * X @ X.T
+    d = np.sqrt(np.maximum(sq[np.triu_indices(X.shape[0], 1)], 0.0))
+    d = d[d > 0]
+    if d.size == 0:
+        raise ValueError("all samples coincide: the median distance (kernel-width scale) is 0")
+    return float(np.median(d))
+
+
+def _fold_ids(n: int, n_folds: int, rng: np.random.Generator) -> np.ndarray:
+    """A random assignment of n rows to ``n_folds`` folds of (almost) equal size."""
+    return rng.permutation(np.arange(n) % n_folds)
+
+
+# ---------------------------------------------------------------------------
+# base class
+# ---------------------------------------------------------------------------
+
+
+class DensityRatioEstimator:
+    """Common API of the estimators (see the module docstring). Subclasses implement ``_fit``
+    and ``_predict_log`` (or ``_predict``)."""
+
+    #: True when ``predict`` returns r_α (the estimator has an ``alpha``), False for g.
+    relative = False
+
+    # -- scikit-learn parameter protocol -------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict:
+        """The hyper-parameters given to ``__init__``, as a dict."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params):
+        """Set hyper-parameters (names as in ``__init__``); returns self."""
+        valid = self._param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"unknown parameter {name!r} for {type(self).__name__}; valid: {valid}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- fit / predict ---------------------------------------------------------------------
+    def _validate_fit_inputs(self, X_num, X_den) -> tuple[np.ndarray, np.ndarray]:
+        n_folds = _check_int(self.n_folds, "n_folds", 2)
+        X_num = _as_samples(X_num, "X_num")
+        X_den = _as_samples(X_den, "X_den", n_features=X_num.shape[1])
+        for name, X in (("X_num", X_num), ("X_den", X_den)):
+            if X.shape[0] < 2 * n_folds:
+                raise ValueError(
+                    f"{name} has {X.shape[0]} rows; {type(self).__name__} needs at least 2·n_folds = "
+                    f"{2 * n_folds} per sample for its {n_folds}-fold cross-validation"
+                )
+        if self.relative:
+            _check_alpha(self.alpha)
+        return X_num, X_den
+
+    def _sigma_grid(self, X_num, X_den, default_factors) -> np.ndarray:
+        if self.sigma_grid is not None:
+            return _check_grid(self.sigma_grid, "sigma_grid")
+        scale = median_distance(np.vstack([X_num, X_den]), random_state=self.random_state)
+        return scale * np.asarray(default_factors)
+
+    def fit(self, X_num, X_den):
+        """Fit on samples X_num ~ p+ (numerator) and X_den ~ p− (denominator); returns self."""
+        X_num, X_den = self._validate_fit_inputs(X_num, X_den)
+        self.n_features_in_ = X_num.shape[1]
+        self._fit(X_num, X_den, np.random.default_rng(self.random_state))
+        return self
+
+    def _checked_X(self, X) -> np.ndarray:
+        if not hasattr(self, "n_features_in_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X_num, X_den) first")
+        return _as_samples(X, "X", n_features=self.n_features_in_)
+
+    def predict(self, X) -> np.ndarray:
+        """Estimated ratio at the rows of X, shape [n]: r̂_α(x) for relative estimators, ĝ(x) otherwise."""
+        return np.exp(self.predict_log(X))
+
+    def predict_log(self, X) -> np.ndarray:
+        """log of :meth:`predict` (−inf where a least-squares estimate is clipped at 0)."""
+        return self._predict_log(self._checked_X(X))
+
+
+# ---------------------------------------------------------------------------
+# least squares: uLSIF and RuLSIF
+# ---------------------------------------------------------------------------
+
+
+class _LeastSquaresRatio(DensityRatioEstimator):
+    """Kernel least-squares fit of a (relative) ratio, closed form, K-fold CV over (σ, λ).
+
+    Model r̂(x) = Σ_l θ_l φ_l(x) with Gaussian kernels centred on ``n_centers`` numerator points.
+    Minimising the squared error ½ E_{q}[(r̂ − r)²] (q = q_α, or p− for α = 0) up to a constant:
+
+        J(θ) = ½ θᵀ Ĥ θ − ĥᵀ θ + (λ/2) θᵀθ,
+        Ĥ = α E_{p+}[φφᵀ] + (1 − α) E_{p−}[φφᵀ],   ĥ = E_{p+}[φ]
+        θ̂ = (Ĥ + λ I)^{-1} ĥ,
+
+    then θ̂ ← max(0, θ̂) (Kanamori et al. 2009; keeps r̂ ≥ 0). The CV criterion is the held-out
+    squared loss  J_hold = α/2 E_{p+}[r̂²] + (1 − α)/2 E_{p−}[r̂²] − E_{p+}[r̂]  (the risk whose
+    minimiser is r, = ½ E_q[(r̂ − r)²] − ½ E_q[r²]), averaged over folds.
+    """
+
+    def _mixture_weight(self) -> float:  # α in Ĥ; 0 for uLSIF
+        raise NotImplementedError
+
+    def _fit(self, X_num, X_den, rng):
+        n_centers = _check_int(self.n_centers, "n_centers", 1)
+        lambdas = _check_grid(self.lambda_grid, "lambda_grid")
+        sigmas = self._sigma_grid(X_num, X_den, SIGMA_FACTORS)
+        a = self._mixture_weight()
+        idx = rng.choice(X_num.shape[0], min(n_centers, X_num.shape[0]), replace=False)
+        centers = X_num[idx]
+        folds_num = _fold_ids(X_num.shape[0], self.n_folds, rng)
+        folds_den = _fold_ids(X_den.shape[0], self.n_folds, rng)
+        scores = np.zeros((sigmas.size, lambdas.size))
+        for i, sigma in enumerate(sigmas):
+            P_num, P_den = gaussian_kernel(X_num, centers, sigma), gaussian_kernel(X_den, centers, sigma)
+            for k in range(self.n_folds):
+                tr_n, te_n = folds_num != k, folds_num == k
+                tr_d, te_d = folds_den != k, folds_den == k
+                H, h = self._moments(P_num[tr_n], P_den[tr_d], a)
+                thetas = self._solve(H, h, lambdas)  # [b, n_lambda]
+                r_num, r_den = P_num[te_n] @ thetas, P_den[te_d] @ thetas
+                scores[i] += (
+                    0.5 * a * (r_num**2).mean(0) + 0.5 * (1.0 - a) * (r_den**2).mean(0) - r_num.mean(0)
+                ) / self.n_folds
+        i, j = np.unravel_index(np.argmin(scores), scores.shape)
+        self.sigma_, self.lambda_ = float(sigmas[i]), float(lambdas[j])
+        self.sigma_grid_, self.lambda_grid_, self.cv_scores_ = sigmas, lambdas, scores
+        self.centers_ = centers
+        H, h = self._moments(gaussian_kernel(X_num, centers, self.sigma_), gaussian_kernel(X_den, centers, self.sigma_), a)
+        self.coef_ = self._solve(H, h, np.array([self.lambda_]))[:, 0]
+
+    @staticmethod
+    def _moments(P_num, P_den, a):
+        H = (1.0 - a) * (P_den.T @ P_den) / P_den.shape[0]
+        if a > 0:
+            H = H + a * (P_num.T @ P_num) / P_num.shape[0]
+        return H, P_num.mean(0)
+
+    @staticmethod
+    def _solve(H, h, lambdas):
+        """θ(λ) = max(0, (H + λI)^{-1} h) for every λ at once, through one eigendecomposition of H."""
+        evals, evecs = np.linalg.eigh(H)
+        proj = evecs.T @ h
+        thetas = evecs @ (proj[:, None] / (np.maximum(evals, 0.0)[:, None] + lambdas[None, :]))
+        return np.maximum(thetas, 0.0)
+
+    def predict(self, X) -> np.ndarray:
+        X = self._checked_X(X)
+        return gaussian_kernel(X, self.centers_, self.sigma_) @ self.coef_
+
+    def _predict_log(self, X):
+        with np.errstate(divide="ignore"):
+            return np.log(gaussian_kernel(X, self.centers_, self.sigma_) @ self.coef_)
+
+
+class ULSIF(_LeastSquaresRatio):
+    """uLSIF (Kanamori, Hido & Sugiyama 2009): unconstrained least-squares fit of the plain ratio g = p+/p−.
+
+    ĝ(x) = Σ_l θ_l exp(−‖x − c_l‖²/(2σ²)), centres c_l = ``n_centers`` random numerator points,
+    θ̂ = max(0, (Ĥ + λI)^{-1} ĥ),  Ĥ = E_{p−}[φφᵀ],  ĥ = E_{p+}[φ]  (sample means).
+
+    σ and λ are chosen by ``n_folds``-fold cross-validation of the held-out squared loss
+    ½ E_{p−}[ĝ²] − E_{p+}[ĝ] over ``sigma_grid`` (default: median pairwise distance × 0.1 … 2)
+    and ``lambda_grid`` (default 10^−3 … 10^1). Fitted attributes: ``sigma_``, ``lambda_``,
+    ``centers_`` [b, d], ``coef_`` (θ) [b], ``cv_scores_`` [n_sigma, n_lambda].
+    """
+
+    relative = False
+
+    def __init__(self, n_centers=100, sigma_grid=None, lambda_grid=LSIF_LAMBDAS, n_folds=5, random_state=0):
+        self.n_centers = n_centers
+        self.sigma_grid = sigma_grid
+        self.lambda_grid = lambda_grid
+        self.n_folds = n_folds
+        self.random_state = random_state
+
+    def _mixture_weight(self):
+        return 0.0
+
+
+class RuLSIF(_LeastSquaresRatio):
+    """RuLSIF (Yamada et al. 2013): least-squares fit of the relative ratio r_α = p+/(α p+ + (1 − α) p−).
+
+    r̂_α(x) = Σ_l θ_l exp(−‖x − c_l‖²/(2σ²)) with
+
+        θ̂ = max(0, (α Ĥ+ + (1 − α) Ĥ− + λI)^{-1} ĥ),  Ĥ± = E_{p±}[φφᵀ],  ĥ = E_{p+}[φ],
+
+    the minimiser of ½ E_{q_α}[(r̂ − r_α)²] + (λ/2)‖θ‖² up to constants (q_α formed from the two
+    samples, no mixture sample needed). The clipping θ ≥ 0 (as in uLSIF) keeps r̂_α ≥ 0; nothing
+    forces r̂_α ≤ 1/α, but the fit respects it up to estimation error because r_α does.
+    σ, λ by K-fold CV of the held-out criterion α/2 E_{p+}[r̂²] + (1 − α)/2 E_{p−}[r̂²] − E_{p+}[r̂].
+    Attributes as :class:`ULSIF`.
+    """
+
+    relative = True
+
+    def __init__(
+        self, alpha=0.5, n_centers=100, sigma_grid=None, lambda_grid=LSIF_LAMBDAS, n_folds=5, random_state=0
+    ):
+        self.alpha = alpha
+        self.n_centers = n_centers
+        self.sigma_grid = sigma_grid
+        self.lambda_grid = lambda_grid
+        self.n_folds = n_folds
+        self.random_state = random_state
+
+    def _mixture_weight(self):
+        return _check_alpha(self.alpha)
+
+
+# ---------------------------------------------------------------------------
+# KLIEP
+# ---------------------------------------------------------------------------
+
+
+def _kliep_ascent(A: np.ndarray, b: np.ndarray, max_iter: int, tol: float) -> np.ndarray:
+    """Maximise mean_i log (Aθ)_i subject to bᵀθ = 1, θ ≥ 0, by projected gradient ascent.
+
+    Each step: θ ← θ + ε ∇, then the KLIEP projection (Sugiyama et al. 2008)
+    θ ← θ + (1 − bᵀθ) b/‖b‖², θ ← max(0, θ), θ ← θ / bᵀθ. The step ε is increased after an
+    accepted step and divided by 10 after a rejected one; stops when ε or the gain falls below ``tol``.
+    """
+    theta = np.full(A.shape[1], 1.0 / b.sum())  # bᵀθ = 1, θ > 0
+
+    def objective(th):
+        v = A @ th
+        return np.log(np.maximum(v, 1e-300)).mean(), v
+
+    value, v = objective(theta)
+    step = 1.0
+    for _ in range(max_iter):
+        grad = A.T @ (1.0 / np.maximum(v, 1e-300)) / A.shape[0]
+        cand = theta + step * grad
+        cand = cand + (1.0 - b @ cand) * b / (b @ b)
+        cand = np.maximum(cand, 0.0)
+        norm = b @ cand
+        if norm <= 0:
+            step /= 10.0
+            continue
+        cand = cand / norm
+        cand_value, cand_v = objective(cand)
+        if cand_value > value:
+            gain = cand_value - value
+            theta, value, v = cand, cand_value, cand_v
+            step *= 2.0
+            if gain < tol:
+                break
+        else:
+            step /= 10.0
+            if step < tol:
+                break
+    return theta
+
+
+class KLIEP(DensityRatioEstimator):
+    """KLIEP (Sugiyama et al. 2008): the plain ratio g = p+/p− by maximum likelihood under p+.
+
+    ĝ(x) = Σ_l θ_l φ_l(x) (Gaussian kernels on ``n_centers`` numerator points) maximises
+
+        (1/n+) Σ_{x ∈ X_num} log ĝ(x)    subject to   (1/n−) Σ_{x ∈ X_den} ĝ(x) = 1,  θ ≥ 0
+
+    (KL(p+ ‖ ĝ p−) up to a constant), solved by projected gradient ascent. σ is chosen by K-fold
+    CV of the held-out log-likelihood mean log ĝ over numerator folds (each fit uses all of X_den
+    for the normalisation, as in the original). Attributes: ``sigma_``, ``centers_``, ``coef_``,
+    ``cv_scores_`` [n_sigma] (held-out mean log-likelihood, larger is better).
+    """
+
+    relative = False
+
+    def __init__(self, n_centers=100, sigma_grid=None, n_folds=5, max_iter=2000, tol=1e-7, random_state=0):
+        self.n_centers = n_centers
+        self.sigma_grid = sigma_grid
+        self.n_folds = n_folds
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+
+    def _fit(self, X_num, X_den, rng):
+        n_centers = _check_int(self.n_centers, "n_centers", 1)
+        max_iter = _check_int(self.max_iter, "max_iter", 1)
+        tol = _check_grid([self.tol], "tol")[0]
+        sigmas = self._sigma_grid(X_num, X_den, SIGMA_FACTORS)
+        centers = X_num[rng.choice(X_num.shape[0], min(n_centers, X_num.shape[0]), replace=False)]
+        folds = _fold_ids(X_num.shape[0], self.n_folds, rng)
+        scores = np.zeros(sigmas.size)
+        for i, sigma in enumerate(sigmas):
+            A, b = gaussian_kernel(X_num, centers, sigma), gaussian_kernel(X_den, centers, sigma).mean(0)
+            for k in range(self.n_folds):
+                theta = _kliep_ascent(A[folds != k], b, max_iter, tol)
+                scores[i] += np.log(np.maximum(A[folds == k] @ theta, 1e-300)).mean() / self.n_folds
+        i = int(np.argmax(scores))
+        self.sigma_, self.sigma_grid_, self.cv_scores_, self.centers_ = float(sigmas[i]), sigmas, scores, centers
+        A, b = gaussian_kernel(X_num, centers, self.sigma_), gaussian_kernel(X_den, centers, self.sigma_).mean(0)
+        self.coef_ = _kliep_ascent(A, b, max_iter, tol)
+
+    def _predict_log(self, X):
+        with np.errstate(divide="ignore"):
+            return np.log(gaussian_kernel(X, self.centers_, self.sigma_) @ self.coef_)
+
+
+# ---------------------------------------------------------------------------
+# loss-minimising estimators on a linear-in-features log-ratio model
+# ---------------------------------------------------------------------------
+
+FEATURES = ("gaussian", "linear")
+
+
+class _LogRatioRiskMinimizer(DensityRatioEstimator):
+    """Fit s(x) = φ(x)ᵀw + w₀ by minimising  L(s) + λ‖w‖²  (intercept unpenalised), with L an
+    empirical density-ratio loss on the pooled rows (numerator rows labelled preferred).
+
+    ``features="gaussian"``: φ = Gaussian kernels on ``n_centers`` points drawn from both samples,
+    σ and λ chosen by K-fold CV of the held-out (unpenalised) loss L; ``features="linear"``:
+    φ(x) = x, only λ is cross-validated. Solved in float64 with L-BFGS (scipy), gradients from
+    torch autograd through the core loss, warm-started along the decreasing λ grid.
+    Subclasses define ``_loss(s, preferred)`` (a scalar torch tensor) and ``_log_ratio(s, …)``.
+    """
+
+    def _loss(self, s: torch.Tensor, preferred: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _features(self, X, sigma):
+        return X if self.features == "linear" else gaussian_kernel(X, self.centers_, sigma)
+
+    def _minimise(self, Phi, preferred, lam, start):
+        Phi_t = torch.from_numpy(Phi)
+        pref_t = torch.from_numpy(preferred)
+
+        def value_and_grad(params):
+            p = torch.from_numpy(params).requires_grad_(True)
+            s = Phi_t @ p[:-1] + p[-1]
+            value = self._loss(s, pref_t) + lam * (p[:-1] ** 2).sum()
+            (grad,) = torch.autograd.grad(value, p)
+            return float(value), grad.numpy()
+
+        res = scipy.optimize.minimize(
+            value_and_grad, start, jac=True, method="L-BFGS-B", options={"maxiter": self.max_iter, "gtol": 1e-8}
+        )
+        return res.x
+
+    def _held_out_loss(self, Phi, preferred, params):
+        with torch.no_grad():
+            s = torch.from_numpy(Phi @ params[:-1] + params[-1])
+            return float(self._loss(s, torch.from_numpy(preferred)))
+
+    def _fit(self, X_num, X_den, rng):
+        if self.features not in FEATURES:
+            raise ValueError(f"features must be one of {FEATURES}, got {self.features!r}")
+        _check_int(self.max_iter, "max_iter", 1)
+        lambdas = np.sort(_check_grid(self.lambda_grid, "lambda_grid"))[::-1]
+        X = np.vstack([X_num, X_den])
+        preferred = np.r_[np.ones(X_num.shape[0], bool), np.zeros(X_den.shape[0], bool)]
+        if self.features == "gaussian":
+            n_centers = _check_int(self.n_centers, "n_centers", 1)
+            sigmas = self._sigma_grid(X_num, X_den, ERM_SIGMA_FACTORS)
+            self.centers_ = X[rng.choice(X.shape[0], min(n_centers, X.shape[0]), replace=False)]
+        else:
+            sigmas = np.array([np.nan])
+            self.centers_ = None
+        folds = np.r_[_fold_ids(X_num.shape[0], self.n_folds, rng), _fold_ids(X_den.shape[0], self.n_folds, rng)]
+        scores = np.zeros((sigmas.size, lambdas.size))
+        for i, sigma in enumerate(sigmas):
+            Phi = self._features(X, sigma)
+            for k in range(self.n_folds):
+                tr, te = folds != k, folds == k
+                params = np.zeros(Phi.shape[1] + 1)
+                for j, lam in enumerate(lambdas):
+                    params = self._minimise(Phi[tr], preferred[tr], lam, params)
+                    scores[i, j] += self._held_out_loss(Phi[te], preferred[te], params) / self.n_folds
+        i, j = np.unravel_index(np.argmin(scores), scores.shape)
+        self.sigma_ = None if self.features == "linear" else float(sigmas[i])
+        self.lambda_ = float(lambdas[j])
+        self.sigma_grid_, self.lambda_grid_, self.cv_scores_ = sigmas, lambdas, scores
+        params = self._minimise(self._features(X, self.sigma_), preferred, self.lambda_, np.zeros(scores.shape and 1))
+        self.coef_, self.intercept_ = params[:-1], float(params[-1])
+        self.n_num_, self.n_den_ = X_num.shape[0], X_den.shape[0]
+
+    def _fit_full(self, X, preferred):  # pragma: no cover - replaced below
+        raise NotImplementedError
+
+    def decision_function(self, X) -> np.ndarray:
+        """The fitted linear model s(x) = φ(x)ᵀw + w₀ at the rows of X."""
+        X = self._checked_X(X)
+        return self._features(X, self.sigma_) @ self.coef_ + self.intercept_
+
+    def _predict_log(self, X):
+        return self._log_ratio(self._features(X, self.sigma_) @ self.coef_ + self.intercept_)
+
+
+class LogisticRatio(_LogRatioRiskMinimizer):
+    """Plain ratio g = p+/p− from a probabilistic classifier (logistic regression), the classic
+    classifier-based estimator.
+
+    A logistic regression with logit s(x) = φ(x)ᵀw + w₀ separates numerator rows (label 1) from
+    denominator rows (label 0) by the pooled binary cross-entropy (torch's
+    ``binary_cross_entropy_with_logits``, mean over all n+ + n− rows) + λ‖w‖². Its population
+    minimiser is the posterior log-odds s = log(n+ p+ / (n− p−)), hence
+
+        ĝ(x) = (n−/n+) · exp(s(x))     (``predict``),   log ĝ = s + log(n−/n+).
+
+    ``features``: ``"gaussian"`` (kernels on ``n_centers`` pooled points, σ and λ by K-fold CV of
+    the held-out cross-entropy) or ``"linear"`` (φ(x) = x; exact when log g is affine, e.g.
+    equal-covariance Gaussians). Attributes: ``sigma_``, ``lambda_``, ``centers_``, ``coef_``,
+    ``intercept_``, ``cv_scores_``.
+    """
+
+    relative = False
+
+    def __init__(
+        self,
+        features="gaussian",
+        n_centers=100,
+        sigma_grid=None,
+        lambda_grid=ERM_LAMBDAS,
+        n_folds=3,
+        max_iter=500,
+        random_state=0,
+    ):
+        self.features = features
+        self.n_centers = n_centers
+        self.sigma_grid = sigma_grid
+        self.lambda_grid = lambda_grid
+        self.n_folds = n_folds
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    def _loss(self, s, preferred):
+        return F.binary_cross_entropy_with_logits(s, preferred.to(s.dtype))
+
+    def _log_ratio(self, s):
+        return s + math.log(self.n_den_ / self.n_num_)
+
+
+class RelativeLogisticRatio(_LogRatioRiskMinimizer):
+    """The relative ratio r_α fitted with the RDRO loss itself — RDRO's estimator on a feature model.
+
+    t(x) = φ(x)ᵀw + w₀ minimises the per-class RDRO loss (:func:`rdro.losses.rdro_loss`,
+    ``reduction="per_class"``)
+
+        L(t) = mean_{X_num} ℓ+(t) + mean_{X_den} ℓ−(t)
+             = Ê_{p+}[softplus(−t)] + α Ê_{p+}[softplus(t)] + (1 − α) Ê_{p−}[softplus(t)]
+
+    + λ‖w‖², i.e. logistic regression of p+ against q_α, whose pointwise minimiser is e^t = r_α
+    for any class sizes. ``predict`` returns exp(t̂) ≈ r_α (≤ 1/α up to estimation error),
+    ``predict_log`` returns t̂. σ, λ by K-fold CV of the held-out RDRO loss; ``features`` as in
+    :class:`LogisticRatio`.
+    """
+
+    relative = True
+
+    def __init__(
+        self,
+        alpha=0.5,
+        features="gaussian",
+        n_centers=100,
+        sigma_grid=None,
+        lambda_grid=ERM_LAMBDAS,
+        n_folds=3,
+        max_iter=500,
+        random_state=0,
+    ):
+        self.alpha = alpha
+        self.features = features
+        self.n_centers = n_centers
+        self.sigma_grid = sigma_grid
+        self.lambda_grid = lambda_grid
+        self.n_folds = n_folds
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    def _loss(self, s, preferred):
+        return rdro_loss(s, preferred, self.alpha, reduction="per_class")
+
+    def _log_ratio(self, s):
+        return s
+
+
+DDRO_MU = 0.5
+
+
+class BregmanRatio(_LogRatioRiskMinimizer):
+    """DDRO-style plain-ratio estimator: the Bregman density-ratio loss of :func:`rdro.losses.ddro_loss`
+    ([reconstructed], shared/method.md §3) on a log-linear model of g.
+
+    The model is the log of the *ordinary* ratio, s(x) = log ĝ(x) = φ(x)ᵀw + w₀, so ĝ = e^s has no
+    pole (unlike DDRO's LM parameterisation g_θ = (1 − μ)e^t/(1 − μe^t), which diverges as
+    e^t → 1/μ). To reuse the one implementation of the loss, s is passed to ``ddro_loss`` through
+    the inverse of that parameterisation, t = log r_μ(g) = s − log(μ e^s + 1 − μ) (μ = ½;
+    ddro_loss maps t back to log g = s exactly, so μ does not change the estimator). Minimised:
+
+        L_f(ĝ) = Ê_{p−}[f'(ĝ) ĝ − f(ĝ)] − Ê_{p+}[f'(ĝ)]  + λ‖w‖²   (``reduction="per_class"``)
+
+    with ``divergence`` f ∈ {``"logistic"``, ``"lsif"``, ``"kliep"``}; its pointwise minimiser is
+    g = p+/p−. ``predict`` returns ĝ = e^s, ``predict_log`` s. σ, λ by K-fold CV of the held-out
+    L_f; ``features`` as in :class:`LogisticRatio`. With ``divergence="logistic"`` this is the
+    class-balanced logistic regression (compare :class:`LogisticRatio`).
+    """
+
+    relative = False
+
+    def __init__(
+        self,
+        divergence="logistic",
+        features="gaussian",
+        n_centers=100,
+        sigma_grid=None,
+        lambda_grid=ERM_LAMBDAS,
+        n_folds=3,
+        max_iter=500,
+        random_state=0,
+    ):
+        self.divergence = divergence
+        self.features = features
+        self.n_centers = n_centers
+        self.sigma_grid = sigma_grid
+        self.lambda_grid = lambda_grid
+        self.n_folds = n_folds
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    def _validate_fit_inputs(self, X_num, X_den):
+        if self.divergence not in ("logistic", "lsif", "kliep"):
+            raise ValueError(f"divergence must be one of ('logistic', 'lsif', 'kliep'), got {self.divergence!r}")
+        return super()._validate_fit_inputs(X_num, X_den)
+
+    def _loss(self, s, preferred):
+        t = log_relative_ratio(s, torch.zeros_like(s), DDRO_MU)
+        return ddro_loss(t, preferred, DDRO_MU, divergence=self.divergence, reduction="per_class")
+
+    def _log_ratio(self, s):
+        return s

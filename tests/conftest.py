@@ -1,6 +1,14 @@
-"""Shared test configuration: the ``slow`` and ``gpu`` markers."""
+"""Shared test configuration: the ``slow`` and ``gpu`` markers, Triton's interpreter on CPU."""
+
+import os
 
 import pytest
+import torch
+
+# Without CUDA, Triton kernels run on CPU tensors through the interpreter. Triton reads
+# this once, at its first import, so it is set before any test module imports triton.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 def pytest_addoption(parser):
@@ -8,8 +16,6 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
-    import torch
-
     skip_slow = pytest.mark.skip(reason="slow test: run with --runslow")
     skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU (none visible to torch)")
     for item in items:

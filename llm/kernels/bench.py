@@ -1,0 +1,299 @@
+"""``rdro bench logprobs``: fused per-sequence log-probs + RDRO loss, forward and backward, beside the alternatives.
+
+One training-step slice per method, all in one run on the same inputs: the reference log-probs without gradient
+(log π_ref(y|x) summed over completion tokens), the policy log-probs with gradient, the RDRO loss
+``rdro.losses.rdro_loss`` on t = log π_θ(y|x) − log π_ref(y|x), and the backward pass into the policy hidden states and
+LM-head weight. Methods:
+
+- ``rdro``: :func:`rdro.llm.kernels.sequence_logprobs` (Triton on CUDA, chunked torch on CPU);
+- ``naive``: full logits h W^T in the input dtype, fp32 log_softmax, gather (the textbook path);
+- ``liger``: Liger-Kernel's fused chunked KTO loss (``LigerFusedLinearKTOLoss``; its own loss, same work), if installed;
+- ``cce``: cut-cross-entropy's ``linear_cross_entropy`` per token, summed per sequence, then the RDRO loss, if installed.
+
+Each time (median of ``--reps`` after ``--warmup``) is printed as a ratio to every other method and to the matmul floor
+8·N·H·V / peak (policy forward 2NHV, its two gradient matmuls 4NHV, reference forward 2NHV). Peak memory is the CUDA
+allocator's maximum above the inputs (CPU: not measured). Results go to a JSON file (temp file + rename), written
+after every case; ``--resume`` skips cases already in it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from rdro.losses import rdro_loss
+
+ANCHOR_SHAPES = {"qwen2.5-0.5b": (896, 151936), "qwen2.5-7b": (3584, 152064), "llama3-8b": (4096, 128256)}
+TINY_SHAPES = {"tiny-a": (24, 97), "tiny-b": (33, 250)}
+# dense bf16 tensor-core peak, TFLOP/s, by a substring of torch.cuda.get_device_name()
+PEAK_TFLOPS = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.0}
+METHODS = ("rdro", "naive", "liger", "cce")
+
+
+# ---------------------------------------------------------------------------
+# the methods: (h, W, h_ref, W_ref, targets [S, T], preferred [S], alpha) -> loss, after backward
+# ---------------------------------------------------------------------------
+
+
+def _rdro_step(h, w, h_ref, w_ref, targets, preferred, alpha):
+    from rdro.llm.kernels import sequence_logprobs
+
+    with torch.no_grad():
+        ref = sequence_logprobs(h_ref, w_ref, targets)
+    policy = sequence_logprobs(h, w, targets)
+    loss = rdro_loss(policy - ref, preferred, alpha)
+    loss.backward()
+    return loss
+
+
+def _naive_step(h, w, h_ref, w_ref, targets, preferred, alpha):
+    from rdro.llm.kernels import naive_sequence_logprobs
+
+    with torch.no_grad():
+        ref = naive_sequence_logprobs(h_ref, w_ref, targets, matmul_dtype=h.dtype)
+    policy = naive_sequence_logprobs(h, w, targets, matmul_dtype=h.dtype)
+    loss = rdro_loss(policy - ref, preferred, alpha)
+    loss.backward()
+    return loss
+
+
+def _cce_step(h, w, h_ref, w_ref, targets, preferred, alpha):
+    from cut_cross_entropy import linear_cross_entropy
+
+    with torch.no_grad():
+        ref = -linear_cross_entropy(h_ref, w_ref, targets, reduction="none").float().sum(-1)
+    policy = -linear_cross_entropy(h, w, targets, reduction="none").float().sum(-1)
+    loss = rdro_loss(policy - ref, preferred, alpha)
+    loss.backward()
+    return loss
+
+
+_LIGER = {}
+
+
+def _liger_step(h, w, h_ref, w_ref, targets, preferred, alpha):
+    from liger_kernel.chunked_loss import LigerFusedLinearKTOLoss
+
+    if "loss" not in _LIGER:
+        _LIGER["loss"] = LigerFusedLinearKTOLoss(beta=0.1, use_ref_model=True, chunk_size=1)
+    kl = torch.zeros((), device=h.device)
+    out = _LIGER["loss"](h, w, targets, None, preferred, h_ref, w_ref, None, kl)
+    loss = out[0] if isinstance(out, tuple) else out
+    loss.backward()
+    return loss
+
+
+STEPS = {"rdro": _rdro_step, "naive": _naive_step, "liger": _liger_step, "cce": _cce_step}
+REQUIRES = {"liger": "liger_kernel", "cce": "cut_cross_entropy"}
+
+
+# ---------------------------------------------------------------------------
+# measurement
+# ---------------------------------------------------------------------------
+
+
+def make_inputs(width: int, vocab: int, n_seq: int, seq_len: int, dtype, device, seed: int):
+    """Policy/reference hidden states and LM heads, targets with the first quarter of each sequence masked (prompt),
+    alternating preferred / non-preferred rows."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    w = (torch.randn(vocab, width, generator=gen, device=device, dtype=dtype) * 0.02).requires_grad_()
+    w_ref = w.detach().clone()
+    h = torch.randn(n_seq, seq_len, width, generator=gen, device=device, dtype=dtype).requires_grad_()
+    h_ref = h.detach() + 0.01 * torch.randn(h.shape, generator=gen, device=device, dtype=dtype)
+    targets = torch.randint(0, vocab, (n_seq, seq_len), generator=gen, device=device)
+    targets[:, : seq_len // 4] = -100
+    preferred = torch.arange(n_seq, device=device) % 2 == 0
+    return h, w, h_ref, w_ref, targets, preferred
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_method(step, inputs, device, reps: int, warmup: int, alpha: float):
+    """Median wall time (ms) of one step and peak memory above the inputs (GiB; None off CUDA); the loss value."""
+    h, w = inputs[0], inputs[1]
+    for _ in range(warmup):
+        step(*inputs, alpha)
+        h.grad = w.grad = None
+    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+    times = []
+    loss = None
+    for _ in range(reps):
+        _sync(device)
+        start = time.perf_counter()
+        loss = step(*inputs, alpha)
+        _sync(device)
+        times.append((time.perf_counter() - start) * 1e3)
+        h.grad = w.grad = None
+    peak = (torch.cuda.max_memory_allocated(device) - base) / 2**30 if device.type == "cuda" else None
+    return statistics.median(times), peak, float(loss)
+
+
+def peak_tflops(device, dtype, override: float | None) -> tuple[float, str]:
+    """Dense matmul peak in TFLOP/s: the override, the table entry for the GPU, or a measured large GEMM rate."""
+    if override:
+        return float(override), "--peak-tflops"
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for key, value in PEAK_TFLOPS.items():  # insertion order: specific names first
+            if key in name:
+                return value, f"table ({key})"
+    size = 4096 if device.type == "cuda" else 512
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ a
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(5):
+        a @ a
+    _sync(device)
+    return 5 * 2 * size**3 / (time.perf_counter() - start) / 1e12, f"measured {size}^3 GEMM"
+
+
+def _available(method: str) -> bool:
+    import importlib.util
+
+    return method not in REQUIRES or importlib.util.find_spec(REQUIRES[method]) is not None
+
+
+def save_json(path: Path, payload: dict) -> None:
+    """Write ``payload`` to ``path`` atomically (temp file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=2)
+    os.replace(tmp, path)
+
+
+def ratio_table(cases: list[dict]) -> list[str]:
+    """Lines: for each (shape, N), each method's time and memory, its ratio to the floor and to every other method."""
+    lines = []
+    for case in cases:
+        head = f"{case['shape']} (H={case['hidden']}, V={case['vocab']}) N={case['tokens']}"
+        lines.append(f"{head}: floor {case['floor_ms']:.2f} ms")
+        ok = {m: r for m, r in case["methods"].items() if r.get("ms") is not None}
+        for method, res in case["methods"].items():
+            if res.get("ms") is None:
+                lines.append(f"  {method:6s} {res.get('error', 'skipped')}")
+                continue
+            mem = f"{res['peak_gib']:.3f} GiB" if res["peak_gib"] is not None else "mem n/a"
+            others = ", ".join(f"{res['ms'] / o['ms']:.2f}x {m}" for m, o in ok.items() if m != method)
+            lines.append(
+                f"  {method:6s} {res['ms']:9.2f} ms  {mem:>12s}  {res['ms'] / case['floor_ms']:.2f}x floor  {others}"
+            )
+    return lines
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="rdro bench logprobs", description=__doc__.split("\n\n")[0])
+    p.add_argument("what", nargs="?", default="logprobs", choices=["logprobs"], help="benchmark to run")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--shapes", default="anchors", choices=["anchors", "tiny"], help="anchor model shapes or tiny ones")
+    p.add_argument("--tokens", type=int, nargs="+", default=None, help="N values (default 8192 32768; tiny: 64 256)")
+    p.add_argument(
+        "--seq-len", type=int, default=None, help="tokens per sequence (default 1024 for N ≤ 8192, else 2048)"
+    )
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    p.add_argument("--reps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--alpha", type=float, default=0.5, help="RDRO α in (0, 1)")
+    p.add_argument("--peak-tflops", type=float, default=None, help="override the dense matmul peak (TFLOP/s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("results/bench_logprobs.json"))
+    p.add_argument("--resume", action="store_true", help="keep cases already in --out and skip them")
+    args = p.parse_args(argv)
+    if not 0 < args.alpha < 1:
+        p.error(f"--alpha must lie in (0, 1), got {args.alpha}")
+    if args.reps < 1 or args.warmup < 0:
+        p.error(f"--reps must be ≥ 1 and --warmup ≥ 0, got {args.reps} and {args.warmup}")
+    if args.tokens and any(n < 1 for n in args.tokens):
+        p.error(f"--tokens must be positive, got {args.tokens}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print the ratio table; save the JSON results. Returns 0, or 1 if the rdro method failed."""
+    import triton  # noqa: F401  (version below; absent → ImportError with the extra to install)
+    from tqdm import tqdm
+
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda requested but torch sees no CUDA GPU; use --device cpu --shapes tiny")
+    dtype = getattr(torch, args.dtype)
+    shapes = ANCHOR_SHAPES if args.shapes == "anchors" else TINY_SHAPES
+    token_counts = args.tokens or ([8192, 32768] if args.shapes == "anchors" else [64, 256])
+    peak, peak_source = peak_tflops(device, dtype, args.peak_tflops)
+    meta = dict(
+        device=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        torch=torch.__version__,
+        triton=triton.__version__,
+        dtype=args.dtype,
+        peak_tflops=peak,
+        peak_source=peak_source,
+        seed=args.seed,
+        reps=args.reps,
+        warmup=args.warmup,
+        alpha=args.alpha,
+        timing="median wall ms of one step (CUDA-synchronised), peak allocated above inputs",
+    )
+    done = {}
+    if args.resume and args.out.exists():
+        previous = json.loads(args.out.read_text())
+        if previous.get("meta", {}).get("device") == meta["device"]:
+            done = {(c["shape"], c["tokens"]): c for c in previous.get("cases", [])}
+    cases = []
+    plan = [(name, hw, n) for name, hw in shapes.items() for n in token_counts]
+    rdro_failed = False
+    print(
+        f"device {meta['device']}, torch {meta['torch']}, triton {meta['triton']}, peak {peak:.1f} TFLOP/s ({peak_source})"
+    )
+    for name, (width, vocab), n_tokens in tqdm(plan, desc="bench logprobs", unit="case"):
+        if (name, n_tokens) in done:
+            cases.append(done[(name, n_tokens)])
+            continue
+        seq_len = min(n_tokens, args.seq_len or (1024 if n_tokens <= 8192 else 2048))
+        n_seq = max(1, n_tokens // seq_len)
+        inputs = make_inputs(width, vocab, n_seq, seq_len, dtype, device, args.seed)
+        tokens = n_seq * seq_len
+        case = dict(shape=name, hidden=width, vocab=vocab, tokens=tokens, n_seq=n_seq, seq_len=seq_len)
+        case["floor_ms"] = 8 * tokens * width * vocab / (peak * 1e12) * 1e3
+        case["methods"] = {}
+        for method in args.methods:
+            if not _available(method):
+                case["methods"][method] = dict(ms=None, peak_gib=None, error=f"not installed ({REQUIRES[method]})")
+                continue
+            try:
+                ms, gib, loss = time_method(STEPS[method], inputs, device, args.reps, args.warmup, args.alpha)
+                case["methods"][method] = dict(ms=ms, peak_gib=gib, loss=loss)
+            except Exception as exc:  # an OOM or a library failure is a result to report, not a crash
+                case["methods"][method] = dict(ms=None, peak_gib=None, error=f"{type(exc).__name__}: {exc}"[:300])
+                rdro_failed |= method == "rdro"
+            inputs[0].grad = inputs[1].grad = None
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        del inputs
+        cases.append(case)
+        save_json(args.out, dict(meta=meta, cases=cases))
+    print("\n".join(ratio_table(cases)))
+    print(f"saved {args.out}")
+    return 1 if rdro_failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,376 @@
+"""Triton kernels for token log-probs: online log-sum-exp forward, tile-recomputing backward.
+
+Notation as in :mod:`rdro.llm.kernels.torch_chunked`: z_i = s (W h_i + b), log π(y_i) = z_{i,y_i} − LSE_i, and for an
+upstream gradient g_i, G_i = s g_i (e_{y_i} − softmax(z_i)), ∂L/∂h = G W, ∂L/∂W = G^T h, ∂L/∂b = Σ_i G_i.
+
+Forward (policy and reference alike; the reference, which needs no gradient, stores nothing): ``_lse_partial_kernel``
+runs on a grid of (token block × vocabulary split). Each program computes [BLOCK_N, BLOCK_V] logits tiles with
+``tl.dot`` (fp32 accumulator, K-loop over H) and folds them into a running max m and running sum l (online
+log-sum-exp), and picks the target logit when the target falls in its tile. The per-split (m, l) pairs ([splits, N],
+a few KiB) are merged in torch: LSE = M + log Σ_s l_s exp(m_s − M). Memory: O(N · splits); the logits never leave the
+SM.
+
+Backward: tokens in chunks of ``chunk_tokens`` rows, vocabulary in slabs of ``slab_vocab`` columns. For each (chunk,
+slab), ``_grad_logits_kernel`` recomputes the logits tile by tile and writes G for that slab in the input dtype (one
+[chunk, slab] buffer, ~16-32 MiB at the default sizes); then ``_matmul_accumulate_kernel`` (a tiled GEMM with an fp32
+accumulator that adds into its output) forms ∂L/∂h_chunk += G W_slab into an fp32 [chunk, H] buffer and
+∂L/∂W_slab += G^T h_chunk straight into ∂L/∂W (accumulated in fp32 over the chunk's tokens, then added to the stored
+value in W's dtype: N / chunk_tokens roundings in bf16, none for fp32 weights). Beyond the gradients themselves the
+backward therefore holds only the G slab and the fp32 chunk accumulator. Work: the forward matmul (2NHV flop) once
+more for the recompute plus the two gradient matmuls (4NHV).
+
+Every kernel masks rows ≥ N, vocabulary columns ≥ V and hidden columns ≥ H, so no size needs to be a multiple of a
+block size. The kernels also run on CPU tensors under the Triton interpreter (TRITON_INTERPRET=1), with small blocks.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+__all__ = ["triton_token_logprobs", "triton_token_logprobs_backward", "backward_tiling"]
+
+
+def _interpreted() -> bool:
+    try:
+        from triton import knobs
+    except ImportError:  # triton < 3.4 reads the variable directly
+        import os
+
+        return os.environ.get("TRITON_INTERPRET", "0") == "1"
+    return bool(knobs.runtime.interpret)
+
+
+def _upcast(dtype: torch.dtype) -> bool:
+    # the Triton interpreter's tl.dot mis-reads bf16/fp16 operands (raw bits); it gets fp32 copies instead
+    return _interpreted() and dtype != torch.float32
+
+
+def _dot_precision(dtype: torch.dtype) -> str:
+    # fp32 inputs: exact fp32 products (tf32 would cost ~3 decimal digits); bf16/fp16: native tensor-core products
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def _sm_count(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 4
+
+
+@triton.jit
+def _logits_tile(
+    h_ptr,
+    w_ptr,
+    b_ptr,
+    rows,
+    cols,
+    row_mask,
+    col_mask,
+    width,
+    scale,
+    HAS_BIAS: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+):
+    """z = s (h[rows] W[cols]^T + b[cols]) as an fp32 [BLOCK_N, BLOCK_V] tile; −inf in columns ≥ V."""
+    acc = tl.zeros((BLOCK_N, BLOCK_V), dtype=tl.float32)
+    offs_h = tl.arange(0, BLOCK_H)
+    h_rows = h_ptr + rows.to(tl.int64)[:, None] * width
+    w_rows = w_ptr + cols.to(tl.int64)[:, None] * width
+    for k0 in range(0, width, BLOCK_H):
+        k = k0 + offs_h
+        k_mask = k < width
+        h = tl.load(h_rows + k[None, :], mask=row_mask[:, None] & k_mask[None, :], other=0.0)
+        w = tl.load(w_rows + k[None, :], mask=col_mask[:, None] & k_mask[None, :], other=0.0)
+        if UPCAST:
+            h = h.to(tl.float32)
+            w = w.to(tl.float32)
+        acc = tl.dot(h, tl.trans(w), acc, input_precision=PRECISION)
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + cols, mask=col_mask, other=0.0).to(tl.float32)[None, :]
+    acc = acc * scale
+    return tl.where(col_mask[None, :], acc, float("-inf"))
+
+
+@triton.jit
+def _lse_partial_kernel(
+    h_ptr,
+    w_ptr,
+    b_ptr,
+    tgt_ptr,
+    max_ptr,
+    sum_ptr,
+    target_logit_ptr,
+    n_rows,
+    vocab,
+    width,
+    scale,
+    tiles_per_split,
+    HAS_BIAS: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+):
+    """Per (token block, vocabulary split): running max m, running Σ exp(z − m), and the target logit z_{i,y_i}."""
+    pid_n = tl.program_id(0)
+    pid_s = tl.program_id(1)
+    rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_mask = rows < n_rows
+    tgt = tl.load(tgt_ptr + rows, mask=row_mask, other=-1)
+    split_lo = pid_s * tiles_per_split * BLOCK_V
+    split_hi = tl.minimum(split_lo + tiles_per_split * BLOCK_V, vocab)
+    run_max = tl.full((BLOCK_N,), float("-inf"), dtype=tl.float32)
+    run_sum = tl.zeros((BLOCK_N,), dtype=tl.float32)
+    target_logit = tl.zeros((BLOCK_N,), dtype=tl.float32)
+    for v0 in range(split_lo, split_hi, BLOCK_V):
+        cols = v0 + tl.arange(0, BLOCK_V)
+        col_mask = cols < vocab
+        z = _logits_tile(
+            h_ptr, w_ptr, b_ptr, rows, cols, row_mask, col_mask, width, scale, HAS_BIAS, BLOCK_N, BLOCK_V, BLOCK_H,
+            PRECISION, UPCAST,
+        )  # fmt: skip
+        new_max = tl.maximum(run_max, tl.max(z, axis=1))
+        run_sum = run_sum * tl.exp(run_max - new_max) + tl.sum(tl.exp(z - new_max[:, None]), axis=1)
+        run_max = new_max
+        target_logit += tl.sum(tl.where(cols[None, :] == tgt[:, None], z, 0.0), axis=1)
+    out = pid_s * n_rows + rows
+    tl.store(max_ptr + out, run_max, mask=row_mask)
+    tl.store(sum_ptr + out, run_sum, mask=row_mask)
+    tl.store(target_logit_ptr + rows, target_logit, mask=row_mask & (tgt >= split_lo) & (tgt < split_hi))
+
+
+@triton.jit
+def _grad_logits_kernel(
+    h_ptr,
+    w_ptr,
+    b_ptr,
+    tgt_ptr,
+    lse_ptr,
+    grad_ptr,
+    out_ptr,
+    n_rows,
+    slab_lo,
+    slab_width,
+    vocab,
+    width,
+    scale,
+    HAS_BIAS: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+):
+    """G[i, v − slab_lo] = s g_i (1[v = y_i] − exp(z_iv − LSE_i)) for v in the slab; g_i = 0 at ignored tokens."""
+    pid_n = tl.program_id(0)
+    pid_v = tl.program_id(1)
+    rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    local = pid_v * BLOCK_V + tl.arange(0, BLOCK_V)
+    cols = slab_lo + local
+    row_mask = rows < n_rows
+    col_mask = (local < slab_width) & (cols < vocab)
+    z = _logits_tile(
+        h_ptr, w_ptr, b_ptr, rows, cols, row_mask, col_mask, width, scale, HAS_BIAS, BLOCK_N, BLOCK_V, BLOCK_H,
+        PRECISION, UPCAST,
+    )  # fmt: skip
+    lse = tl.load(lse_ptr + rows, mask=row_mask, other=float("inf"))  # exp(z − inf) = 0 in padding rows
+    g = tl.load(grad_ptr + rows, mask=row_mask, other=0.0)
+    tgt = tl.load(tgt_ptr + rows, mask=row_mask, other=-1)
+    onehot = (cols[None, :] == tgt[:, None]).to(tl.float32)
+    grad_z = (scale * g)[:, None] * (onehot - tl.exp(z - lse[:, None]))
+    out = out_ptr + rows.to(tl.int64)[:, None] * slab_width + local[None, :]
+    tl.store(out, grad_z.to(out_ptr.dtype.element_ty), mask=row_mask[:, None] & col_mask[None, :])
+
+
+@triton.jit
+def _matmul_accumulate_kernel(
+    a_ptr,
+    b_ptr,
+    c_ptr,
+    m_size,
+    n_size,
+    k_size,
+    stride_am,
+    stride_ak,
+    stride_bk,
+    stride_bn,
+    stride_cm,
+    stride_cn,
+    ACCUMULATE: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+):
+    """C ← C + A B (ACCUMULATE) or C ← A B, with an fp32 accumulator and one rounding to C's dtype at the store."""
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    rk = tl.arange(0, BLOCK_K)
+    m_mask = rm < m_size
+    n_mask = rn < n_size
+    a_rows = a_ptr + rm.to(tl.int64)[:, None] * stride_am
+    b_cols = b_ptr + rn.to(tl.int64)[None, :] * stride_bn
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, k_size, BLOCK_K):
+        k = (k0 + rk).to(tl.int64)
+        k_mask = k < k_size
+        a = tl.load(a_rows + k[None, :] * stride_ak, mask=m_mask[:, None] & k_mask[None, :], other=0.0)
+        b = tl.load(b_cols + k[:, None] * stride_bk, mask=k_mask[:, None] & n_mask[None, :], other=0.0)
+        if UPCAST:
+            a = a.to(tl.float32)
+            b = b.to(tl.float32)
+        acc = tl.dot(a, b, acc, input_precision=PRECISION)
+    c = c_ptr + rm.to(tl.int64)[:, None] * stride_cm + rn.to(tl.int64)[None, :] * stride_cn
+    mask = m_mask[:, None] & n_mask[None, :]
+    if ACCUMULATE:
+        acc += tl.load(c, mask=mask, other=0.0).to(tl.float32)
+    tl.store(c, acc.to(c_ptr.dtype.element_ty), mask=mask)
+
+
+# ---------------------------------------------------------------------------
+# launchers
+# ---------------------------------------------------------------------------
+
+
+def _tile_config(dtype: torch.dtype) -> dict:
+    """Block sizes: small under the interpreter (speed), tensor-core sized on a GPU."""
+    if _interpreted():
+        return dict(BLOCK_N=16, BLOCK_V=16, BLOCK_H=16)
+    if dtype == torch.float32:
+        return dict(BLOCK_N=64, BLOCK_V=64, BLOCK_H=32, num_warps=4, num_stages=3)
+    return dict(BLOCK_N=128, BLOCK_V=128, BLOCK_H=64, num_warps=8, num_stages=3)
+
+
+def _matmul_config(dtype: torch.dtype) -> dict:
+    if _interpreted():
+        return dict(BLOCK_M=16, BLOCK_N=16, BLOCK_K=16)
+    if dtype == torch.float32:
+        return dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, num_warps=4, num_stages=3)
+    return dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, num_warps=8, num_stages=3)
+
+
+def _matmul_accumulate(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, accumulate: bool) -> None:
+    """c (+)= a @ b for 2-D strided views (fp32 accumulation, one rounding to c.dtype)."""
+    m_size, k_size = a.shape
+    n_size = b.shape[1]
+    cfg = _matmul_config(a.dtype)
+    grid = (triton.cdiv(m_size, cfg["BLOCK_M"]), triton.cdiv(n_size, cfg["BLOCK_N"]))
+    _matmul_accumulate_kernel[grid](
+        a, b, c, m_size, n_size, k_size, *a.stride(), *b.stride(), *c.stride(),
+        ACCUMULATE=accumulate, PRECISION=_dot_precision(a.dtype), UPCAST=_upcast(a.dtype), **cfg,
+    )  # fmt: skip
+
+
+def triton_token_logprobs(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias,
+    targets: torch.Tensor,
+    logit_scale: float,
+    ignore_index: int,
+    num_splits: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log π(y_i), LSE_i), fp32 [N] each, by the online log-sum-exp kernel; log π = 0 at ignored tokens.
+
+    ``num_splits`` (vocabulary splits per token block) defaults to enough programs to fill the GPU ~4 times.
+    """
+    n_rows, width = hidden.shape
+    vocab = weight.shape[0]
+    dev = hidden.device
+    if n_rows == 0:
+        empty = torch.zeros(0, dtype=torch.float32, device=dev)
+        return empty, empty.clone()
+    cfg = _tile_config(hidden.dtype)
+    row_blocks = triton.cdiv(n_rows, cfg["BLOCK_N"])
+    n_tiles = triton.cdiv(vocab, cfg["BLOCK_V"])
+    wanted = num_splits or max(1, triton.cdiv(4 * _sm_count(dev), row_blocks))
+    tiles_per_split = triton.cdiv(n_tiles, min(max(1, wanted), n_tiles))
+    splits = triton.cdiv(n_tiles, tiles_per_split)  # every split owns at least one tile
+    part_max = torch.empty(splits, n_rows, dtype=torch.float32, device=dev)
+    part_sum = torch.empty(splits, n_rows, dtype=torch.float32, device=dev)
+    target_logit = torch.zeros(n_rows, dtype=torch.float32, device=dev)
+    _lse_partial_kernel[(row_blocks, splits)](
+        hidden, weight, bias if bias is not None else hidden, targets, part_max, part_sum, target_logit,
+        n_rows, vocab, width, float(logit_scale), tiles_per_split,
+        HAS_BIAS=bias is not None, PRECISION=_dot_precision(hidden.dtype), UPCAST=_upcast(hidden.dtype), **cfg,
+    )  # fmt: skip
+    top = part_max.amax(dim=0)
+    lse = top + torch.log((part_sum * torch.exp(part_max - top)).sum(dim=0))
+    logp = torch.where(targets != ignore_index, target_logit - lse, 0.0)
+    return logp, lse
+
+
+def backward_tiling(n_rows: int, width: int, vocab: int, itemsize: int, budget_bytes: int = 48 * 2**20):
+    """(chunk_tokens, slab_vocab) for the backward: a slab of ≤ 4096 vocabulary columns and as many tokens (multiple
+    of 128, ≥ 128) as fit ``budget_bytes`` for the G slab (itemsize each) plus the fp32 [chunk, H] accumulator."""
+    slab = min(vocab, 4096)
+    chunk = budget_bytes // (4 * width + itemsize * slab)
+    chunk = max(128, (chunk // 128) * 128)
+    return min(chunk, n_rows), slab
+
+
+def triton_token_logprobs_backward(
+    grad_logp: torch.Tensor,
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias,
+    targets: torch.Tensor,
+    lse: torch.Tensor,
+    logit_scale: float,
+    ignore_index: int,
+    need_hidden: bool,
+    need_weight: bool,
+    need_bias: bool,
+    chunk_tokens: int | None = None,
+    slab_vocab: int | None = None,
+):
+    """(∂L/∂h, ∂L/∂W, ∂L/∂b) — None where not needed — from g = ∂L/∂log π, recomputing logits tiles (module doc)."""
+    n_rows, width = hidden.shape
+    vocab = weight.shape[0]
+    dev = hidden.device
+    dtype = hidden.dtype
+    default_chunk, default_slab = backward_tiling(n_rows, width, vocab, hidden.element_size())
+    chunk_tokens = chunk_tokens or default_chunk
+    slab_vocab = slab_vocab or default_slab
+    g = torch.where(targets != ignore_index, grad_logp.float(), 0.0).contiguous()
+    grad_hidden = torch.empty_like(hidden) if need_hidden else None
+    grad_weight = torch.zeros_like(weight) if need_weight else None  # zeros: N = 0 leaves it untouched
+    grad_bias32 = torch.zeros(vocab, dtype=torch.float32, device=dev) if need_bias else None
+    cfg = _tile_config(dtype)
+    precision = _dot_precision(dtype)
+    bias_arg = bias if bias is not None else hidden
+    max_rows = min(chunk_tokens, n_rows)
+    g_buffer = torch.empty(max_rows * min(slab_vocab, vocab), dtype=dtype, device=dev)
+    acc_hidden = torch.empty(max_rows, width, dtype=torch.float32, device=dev) if need_hidden else None
+    for c0 in range(0, n_rows, chunk_tokens):
+        c1 = min(n_rows, c0 + chunk_tokens)
+        rows = c1 - c0
+        h_chunk = hidden[c0:c1]
+        for s_idx, v0 in enumerate(range(0, vocab, slab_vocab)):
+            v1 = min(vocab, v0 + slab_vocab)
+            grad_z = g_buffer[: rows * (v1 - v0)].view(rows, v1 - v0)
+            grid = (triton.cdiv(rows, cfg["BLOCK_N"]), triton.cdiv(v1 - v0, cfg["BLOCK_V"]))
+            _grad_logits_kernel[grid](
+                h_chunk, weight, bias_arg, targets[c0:c1], lse[c0:c1], g[c0:c1], grad_z,
+                rows, v0, v1 - v0, vocab, width, float(logit_scale),
+                HAS_BIAS=bias is not None, PRECISION=precision, UPCAST=_upcast(dtype), **cfg,
+            )  # fmt: skip
+            if need_hidden:
+                _matmul_accumulate(grad_z, weight[v0:v1], acc_hidden[:rows], accumulate=s_idx > 0)
+            if need_weight:
+                _matmul_accumulate(grad_z.T, h_chunk, grad_weight[v0:v1], accumulate=c0 > 0)
+            if need_bias:
+                grad_bias32[v0:v1] += grad_z.sum(dim=0, dtype=torch.float32)
+        if need_hidden:
+            grad_hidden[c0:c1] = acc_hidden[:rows]
+    grad_bias = grad_bias32.to(bias.dtype) if need_bias else None
+    return grad_hidden, grad_weight, grad_bias

@@ -1,0 +1,361 @@
+"""sequence_logprobs, torch path: values and gradients against a float64 full-logits reference, API contract, errors,
+torch.compile, and the chunked path's memory footprint."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from rdro.llm.kernels import naive_sequence_logprobs, sequence_logprobs
+from rdro.llm.kernels.torch_chunked import torch_token_logprobs, torch_token_logprobs_backward
+from torch.utils._python_dispatch import TorchDispatchMode
+
+DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+# gradient tolerances (relative to the largest reference entry): one rounding of the fp32 result to the input dtype
+GRAD_TOL = {torch.float32: 1e-5, torch.bfloat16: 1.6e-2, torch.float16: 2e-3}
+
+
+def random_case(rng: np.random.Generator, dtype: torch.dtype, max_t: int = 6, max_h: int = 13, max_v: int = 41):
+    """A tiny random problem: odd sizes, masked prompts, all-ignored rows, T = 1, |logits| up to ~1e3."""
+    b = int(rng.integers(1, 4))
+    t = int(rng.choice([1, int(rng.integers(1, max_t + 1))]))
+    h = int(rng.integers(1, max_h + 1))
+    v = int(rng.integers(1, max_v + 1))
+    magnitude = float(rng.choice([1.0, 30.0, 1e3]))
+    gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+    hidden = torch.randn(b, t, h, generator=gen)
+    weight = torch.randn(v, h, generator=gen) * (magnitude / math.sqrt(h))
+    bias = torch.randn(v, generator=gen) * magnitude if rng.random() < 0.5 else None
+    targets = torch.randint(0, v, (b, t), generator=gen)
+    prompt = torch.rand(b, t, generator=gen) < 0.3
+    targets[prompt] = -100
+    if rng.random() < 0.3:
+        targets[int(rng.integers(b))] = -100  # a row with no scored token
+    scale = float(rng.choice([1.0, 0.5, 1.7]))
+    return dict(
+        hidden=hidden.to(dtype),
+        weight=weight.to(dtype),
+        bias=None if bias is None else bias.to(dtype),
+        targets=targets,
+        logit_scale=scale,
+    )
+
+
+def reference_and_grads(case: dict, reduction: str, upstream: torch.Tensor):
+    """float64 naive values and gradients (w.r.t. hidden, weight, bias) of Σ upstream · output."""
+    leaves = {
+        k: case[k].detach().double().requires_grad_() for k in ("hidden", "weight", "bias") if case[k] is not None
+    }
+    out = naive_sequence_logprobs(
+        leaves["hidden"],
+        leaves["weight"],
+        case["targets"],
+        bias=leaves.get("bias"),
+        logit_scale=case["logit_scale"],
+        reduction=reduction,
+        compute_dtype=torch.float64,
+    )
+    grads = torch.autograd.grad((out * upstream).sum(), list(leaves.values()))
+    return out.detach(), dict(zip(leaves, grads))
+
+
+def op_and_grads(case: dict, reduction: str, upstream: torch.Tensor, **kwargs):
+    leaves = {k: case[k].detach().clone().requires_grad_() for k in ("hidden", "weight", "bias") if case[k] is not None}
+    out = sequence_logprobs(
+        leaves["hidden"],
+        leaves["weight"],
+        case["targets"],
+        bias=leaves.get("bias"),
+        logit_scale=case["logit_scale"],
+        reduction=reduction,
+        **kwargs,
+    )
+    grads = torch.autograd.grad((out * upstream.to(out.dtype)).sum(), list(leaves.values()))
+    return out.detach(), dict(zip(leaves, grads))
+
+
+def assert_matches_reference(case: dict, reduction: str, seed: int, **kwargs) -> None:
+    dtype = case["hidden"].dtype
+    ref, ref_grads = reference_and_grads(case, reduction, upstream := _upstream(case, reduction, seed))
+    out, grads = op_and_grads(case, reduction, upstream, **kwargs)
+    assert out.dtype == torch.float32 and out.shape == ref.shape
+    torch.testing.assert_close(out.double(), ref, rtol=2e-5, atol=2e-3)
+    for name, ref_grad in ref_grads.items():
+        got = grads[name]
+        assert got.dtype == dtype and got.shape == ref_grad.shape, name
+        tol = GRAD_TOL[dtype] * max(1.0, float(ref_grad.abs().max()))
+        torch.testing.assert_close(
+            got.double(), ref_grad, rtol=GRAD_TOL[dtype], atol=tol, msg=lambda m, name=name: f"{name}: {m}"
+        )
+
+
+def _upstream(case: dict, reduction: str, seed: int) -> torch.Tensor:
+    shape = case["targets"].shape if reduction == "none" else case["targets"].shape[:1]
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_random_shapes_match_float64_reference(dtype):
+    """≥ 200 random shapes in total (70 per dtype × 3 dtypes), values and hidden/weight/bias gradients."""
+    rng = np.random.default_rng(1234 + DTYPES.index(dtype))
+    for i in range(70):
+        case = random_case(rng, dtype)
+        reduction = "sum" if i % 2 else "none"
+        chunk = int(rng.integers(1, 8))  # several token chunks per call
+        assert_matches_reference(case, reduction, seed=i, backend="torch", chunk_size=chunk)
+
+
+def test_vocabulary_tiles_match_reference():
+    """The online log-sum-exp across several vocabulary tiles (tile smaller than V) matches the full softmax."""
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        case = random_case(rng, torch.float32, max_v=97)
+        flat_h = case["hidden"].reshape(-1, case["hidden"].shape[-1])
+        flat_t = case["targets"].reshape(-1)
+        logp, lse = torch_token_logprobs(
+            flat_h, case["weight"], case["bias"], flat_t, case["logit_scale"], -100, chunk_size=3, vocab_tile=5
+        )
+        ref = naive_sequence_logprobs(
+            flat_h.double(),
+            case["weight"].double(),
+            flat_t,
+            bias=None if case["bias"] is None else case["bias"].double(),
+            logit_scale=case["logit_scale"],
+            reduction="none",
+            compute_dtype=torch.float64,
+        )
+        torch.testing.assert_close(logp.double(), ref, rtol=2e-5, atol=2e-3)
+        g = torch.randn(flat_t.shape[0])
+        dh, dw, db = torch_token_logprobs_backward(
+            g, flat_h, case["weight"], case["bias"], flat_t, lse, case["logit_scale"], -100,
+            True, True, case["bias"] is not None, chunk_size=3, vocab_tile=5,
+        )  # fmt: skip
+        dh_full, dw_full, db_full = torch_token_logprobs_backward(
+            g, flat_h, case["weight"], case["bias"], flat_t, lse, case["logit_scale"], -100,
+            True, True, case["bias"] is not None, chunk_size=10**6, vocab_tile=10**6,
+        )  # fmt: skip
+        for got, full in ((dh, dh_full), (dw, dw_full), (db, db_full)):
+            if full is not None:
+                torch.testing.assert_close(got, full, rtol=1e-3, atol=1e-4 * max(1.0, float(full.abs().max())))
+
+
+def test_float64_inputs_are_exact_and_pass_gradcheck():
+    gen = torch.Generator().manual_seed(0)
+    hidden = torch.randn(2, 3, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    weight = torch.randn(11, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    bias = torch.randn(11, dtype=torch.float64, generator=gen, requires_grad=True)
+    targets = torch.tensor([[1, -100, 10], [0, 3, -100]])
+
+    def fn(h, w, b):
+        return sequence_logprobs(h, w, targets, bias=b, logit_scale=0.8, chunk_size=2)
+
+    assert fn(hidden, weight, bias).dtype == torch.float64
+    assert torch.autograd.gradcheck(fn, (hidden, weight, bias))
+
+
+def test_three_d_two_d_and_reductions_agree():
+    rng = np.random.default_rng(3)
+    case = random_case(rng, torch.float32)
+    b, t, h = case["hidden"].shape
+    kw = dict(bias=case["bias"], logit_scale=case["logit_scale"])
+    per_token = sequence_logprobs(case["hidden"], case["weight"], case["targets"], reduction="none", **kw)
+    per_seq = sequence_logprobs(case["hidden"], case["weight"], case["targets"], reduction="sum", **kw)
+    flat = sequence_logprobs(case["hidden"].reshape(b * t, h), case["weight"], case["targets"].reshape(-1), **kw)
+    assert per_token.shape == (b, t) and per_seq.shape == (b,) and flat.shape == ()
+    torch.testing.assert_close(per_token.sum(1), per_seq)
+    torch.testing.assert_close(per_seq.sum(), flat)
+    assert torch.all(per_token[case["targets"] == -100] == 0)
+    assert torch.all(per_token <= 0)
+
+
+def test_ignored_positions_get_no_gradient_and_all_ignored_row_is_zero():
+    hidden = torch.randn(2, 4, 6, requires_grad=True)
+    weight = torch.randn(9, 6, requires_grad=True)
+    targets = torch.tensor([[-100, -100, -100, -100], [-100, 2, 5, -100]])
+    out = sequence_logprobs(hidden, weight, targets)
+    assert out[0].item() == 0.0
+    out.sum().backward()
+    assert torch.all(hidden.grad[0] == 0) and torch.all(hidden.grad[1, [0, 3]] == 0)
+    assert hidden.grad[1, 1].abs().sum() > 0
+
+
+def test_tied_embedding_gradient_accumulates():
+    """The same tensor as input embedding and LM head: its gradient is the sum of both uses, as with full logits."""
+    gen = torch.Generator().manual_seed(5)
+    embedding = torch.randn(23, 8, generator=gen, requires_grad=True)
+    mix = torch.randn(8, 8, generator=gen)
+    ids = torch.randint(0, 23, (3, 6), generator=gen)
+    targets = ids.roll(-1, dims=1)
+    targets[:, -1] = -100
+
+    def loss(fn, **kw):
+        hidden = torch.tanh(embedding[ids] @ mix)
+        return fn(hidden, embedding, targets, **kw).pow(2).sum()
+
+    (got,) = torch.autograd.grad(loss(sequence_logprobs, chunk_size=4), embedding)
+    (ref,) = torch.autograd.grad(loss(naive_sequence_logprobs), embedding)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+    head_only = torch.autograd.grad(
+        sequence_logprobs(torch.tanh(embedding[ids] @ mix).detach(), embedding, targets).pow(2).sum(), embedding
+    )[0]
+    assert not torch.allclose(got, head_only)  # the embedding path really contributes
+
+
+def test_no_grad_path_keeps_nothing_for_backward():
+    hidden = torch.randn(2, 3, 4)
+    weight = torch.randn(7, 4)
+    targets = torch.randint(0, 7, (2, 3))
+    ref_out = sequence_logprobs(hidden, weight, targets)
+    assert ref_out.grad_fn is None and not ref_out.requires_grad
+    policy_out = sequence_logprobs(hidden, weight.requires_grad_(), targets)
+    assert policy_out.grad_fn is not None
+    torch.testing.assert_close(ref_out, policy_out.detach())
+    (gw,) = torch.autograd.grad(policy_out.sum(), weight)
+    assert gw.shape == weight.shape
+
+
+def test_autocast_runs_op_at_autocast_precision():
+    gen = torch.Generator().manual_seed(2)
+    hidden = torch.randn(2, 5, 16, generator=gen, requires_grad=True)
+    weight = torch.randn(33, 16, generator=gen, requires_grad=True)
+    targets = torch.randint(0, 33, (2, 5), generator=gen)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = sequence_logprobs(hidden, weight, targets)
+    assert out.dtype == torch.float32
+    ref = naive_sequence_logprobs(
+        hidden.bfloat16().double(), weight.bfloat16().double(), targets, compute_dtype=torch.float64
+    )
+    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-4)
+    out.sum().backward()
+    assert hidden.grad.dtype == torch.float32 and weight.grad.dtype == torch.float32
+
+
+def test_torch_compile_fullgraph_captures_the_op():
+    gen = torch.Generator().manual_seed(4)
+    hidden = torch.randn(2, 3, 8, generator=gen, requires_grad=True)
+    weight = torch.randn(13, 8, generator=gen, requires_grad=True)
+    targets = torch.randint(0, 13, (2, 3), generator=gen)
+
+    def step(h, w):
+        return (sequence_logprobs(h, w, targets, backend="torch", logit_scale=0.5) ** 2).sum()
+
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    got = torch.autograd.grad(compiled(hidden, weight), (hidden, weight))
+    ref = torch.autograd.grad(step(hidden, weight), (hidden, weight))
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.slow
+def test_torch_compile_inductor_fullgraph():
+    hidden = torch.randn(2, 3, 8, requires_grad=True)
+    weight = torch.randn(13, 8, requires_grad=True)
+    targets = torch.randint(0, 13, (2, 3))
+    compiled = torch.compile(lambda h, w: sequence_logprobs(h, w, targets).sum(), fullgraph=True)
+    out = compiled(hidden, weight)
+    torch.testing.assert_close(out, naive_sequence_logprobs(hidden, weight, targets).sum())
+    out.backward()
+    assert hidden.grad is not None and weight.grad is not None
+
+
+def test_opcheck_schema_fake_and_autograd_registrations():
+    hidden = torch.randn(6, 5, requires_grad=True)
+    weight = torch.randn(9, 5, requires_grad=True)
+    bias = torch.randn(9, requires_grad=True)
+    targets = torch.tensor([0, 8, -100, 3, 3, 1])
+    op = torch.ops.rdro.token_logprobs.default
+    torch.library.opcheck(op, (hidden, weight, bias, targets, 0.9, -100, "torch", 4))
+    torch.library.opcheck(op, (hidden, weight, None, targets, 1.0, -100, "torch", 0))
+
+
+class LargestTensor(TorchDispatchMode):
+    """Records the element count of the largest tensor any aten op produces while active."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+def test_chunked_path_never_forms_token_by_vocabulary_tensors():
+    """Largest intermediate: one [chunk, V] tile (and the [V, H] weight gradient), never [N, V]."""
+    n, h, v, chunk = 2048, 4, 300, 32
+    hidden = torch.randn(n, h)
+    weight = torch.randn(v, h)
+    targets = torch.randint(0, v, (n,))
+    with LargestTensor() as probe:
+        logp, lse = torch_token_logprobs(hidden, weight, None, targets, 1.0, -100, chunk_size=chunk)
+    assert probe.largest == chunk * v
+    with LargestTensor() as probe:
+        torch_token_logprobs_backward(
+            torch.ones(n), hidden, weight, None, targets, lse, 1.0, -100, True, True, False, chunk_size=chunk
+        )
+    assert probe.largest == chunk * v
+    with LargestTensor() as probe:  # the probe does see an [N, V] tensor when one is formed
+        naive_sequence_logprobs(hidden, weight, targets)
+    assert probe.largest == n * v
+
+
+def test_bad_inputs_raise_clear_errors():
+    hidden = torch.randn(2, 3, 4)
+    weight = torch.randn(7, 4)
+    targets = torch.randint(0, 7, (2, 3))
+    cases = [
+        (dict(hidden=torch.randn(4)), ValueError, "hidden must be"),
+        (dict(weight=torch.randn(7, 5)), ValueError, "weight must be"),
+        (dict(targets=torch.randint(0, 7, (2, 4))), ValueError, "targets must have shape"),
+        (dict(targets=targets.float()), TypeError, "targets must be an integer"),
+        (dict(weight=weight.double()), TypeError, "share one floating dtype"),
+        (dict(bias=torch.randn(6)), ValueError, "bias must be"),
+        (dict(logit_scale=0.0), ValueError, "logit_scale must be a finite number > 0"),
+        (dict(logit_scale=float("nan")), ValueError, "logit_scale"),
+        (dict(reduction="mean"), ValueError, "reduction='mean'"),
+        (dict(backend="cuda"), ValueError, "backend='cuda'"),
+        (dict(chunk_size=0), ValueError, "chunk_size"),
+        (dict(ignore_index=1.5), TypeError, "ignore_index"),
+        (dict(targets=torch.full((2, 3), 7)), ValueError, r"targets contains 7.*\[0, 7\)"),
+        (dict(targets=torch.full((2, 3), -1)), ValueError, "targets contains -1"),
+    ]
+    for override, error, message in cases:
+        args = dict(hidden=hidden, weight=weight, targets=targets)
+        kwargs = {k: v for k, v in override.items() if k not in args}
+        args.update({k: v for k, v in override.items() if k in args})
+        with pytest.raises(error, match=message):
+            sequence_logprobs(args["hidden"], args["weight"], args["targets"], **kwargs)
+
+
+def test_triton_backend_on_cpu_without_interpreter_is_refused(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ValueError, match="TRITON_INTERPRET=1"):
+        sequence_logprobs(torch.randn(3, 4), torch.randn(5, 4), torch.tensor([0, 1, 2]), backend="triton")
+
+
+def test_bench_cpu_smoke_writes_results_with_matching_losses(tmp_path, capsys):
+    from rdro.llm.kernels import bench
+
+    out = tmp_path / "bench.json"
+    argv = ["logprobs", "--device", "cpu", "--shapes", "tiny", "--tokens", "32", "--seq-len", "8"]
+    argv += ["--methods", "rdro", "naive", "--reps", "1", "--warmup", "0", "--out", str(out)]
+    assert bench.main(argv) == 0
+    import json
+
+    result = json.loads(out.read_text())
+    assert result["meta"]["seed"] == 0 and result["meta"]["peak_tflops"] > 0
+    assert [c["shape"] for c in result["cases"]] == ["tiny-a", "tiny-b"]
+    for case in result["cases"]:
+        rdro_run, naive_run = case["methods"]["rdro"], case["methods"]["naive"]
+        assert rdro_run["ms"] > 0 and naive_run["ms"] > 0 and case["floor_ms"] > 0
+        # same inputs, same loss: the fused path and the full-logits path agree (bf16 inputs, fp32 softmax)
+        assert abs(rdro_run["loss"] - naive_run["loss"]) < 1e-3 * max(1.0, abs(naive_run["loss"]))
+    printed = capsys.readouterr().out
+    assert "x floor" in printed and "x naive" in printed
+    with pytest.raises(SystemExit):
+        bench.main(["logprobs", "--alpha", "1.5", "--out", str(out)])

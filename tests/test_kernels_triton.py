@@ -1,0 +1,145 @@
+"""Triton path of sequence_logprobs against the float64 full-logits reference.
+
+Without a GPU the kernels run on CPU tensors under the Triton interpreter (TRITON_INTERPRET=1, set below before the
+kernels are first imported); tiny shapes only, since the interpreter is slow. The ``gpu`` test runs the compiled
+kernels on CUDA at vocabulary sizes of the real models.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+if importlib.util.find_spec("triton") is None:
+    pytest.skip("triton is not installed (pip install 'rdro[kernels]')", allow_module_level=True)
+INTERPRETED = not torch.cuda.is_available()
+if INTERPRETED:
+    os.environ["TRITON_INTERPRET"] = "1"  # must precede the first `import triton` of the process to take effect
+
+import triton.language as tl  # noqa: E402
+from triton.runtime.jit import JITFunction  # noqa: E402
+
+# Triton decides compiled vs interpreted when a function is decorated, i.e. at import. If this process imported
+# triton before the line above (torch.compile does, in other test files), its built-ins are compiled-mode and
+# cannot run on CPU: then one test re-runs this file in a fresh process and the others step aside.
+STALE_TRITON = INTERPRETED and isinstance(tl.zeros, JITFunction)
+in_this_process = pytest.mark.skipif(
+    STALE_TRITON, reason="triton was imported before TRITON_INTERPRET=1: run by the fresh-process test"
+)
+
+from rdro.llm.kernels import naive_sequence_logprobs  # noqa: E402
+from rdro.llm.kernels.triton_logprobs import triton_token_logprobs, triton_token_logprobs_backward  # noqa: E402
+from test_kernels import DTYPES, assert_matches_reference, random_case  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _on_device(case: dict, device: str) -> dict:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in case.items()}
+
+
+@in_this_process
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_triton_random_tiny_shapes(dtype):
+    """Odd H and V (not multiples of the 16-wide interpreter blocks), masks, bias, logit scale, |logits| to 1e3."""
+    rng = np.random.default_rng(99 + DTYPES.index(dtype))
+    for i in range(4):
+        case = _on_device(random_case(rng, dtype, max_t=5, max_h=37, max_v=41), DEVICE)
+        assert_matches_reference(case, "sum" if i % 2 else "none", seed=i, backend="triton")
+
+
+@in_this_process
+def test_triton_multiple_splits_chunks_and_slabs_match_single_pass():
+    """Vocabulary splits in the forward and several token chunks × vocabulary slabs in the backward."""
+    gen = torch.Generator().manual_seed(11)
+    n, h, v = 37, 19, 83
+    hidden = torch.randn(n, h, generator=gen).to(DEVICE)
+    weight = (torch.randn(v, h, generator=gen) * 2).to(DEVICE)
+    bias = torch.randn(v, generator=gen).to(DEVICE)
+    targets = torch.randint(0, v, (n,), generator=gen).to(DEVICE)
+    targets[::5] = -100
+    logp, lse = triton_token_logprobs(hidden, weight, bias, targets, 0.8, -100, num_splits=3)
+    ref = naive_sequence_logprobs(
+        hidden.double(), weight.double(), targets, bias=bias.double(), logit_scale=0.8, reduction="none",
+        compute_dtype=torch.float64,
+    )  # fmt: skip
+    torch.testing.assert_close(logp.double(), ref, rtol=1e-5, atol=1e-4)
+    g = torch.randn(n, generator=gen).to(DEVICE)
+    leaves = [t.double().requires_grad_() for t in (hidden, weight, bias)]
+    out = naive_sequence_logprobs(
+        *leaves[:2], targets, bias=leaves[2], logit_scale=0.8, reduction="none", compute_dtype=torch.float64
+    )
+    ref_grads = torch.autograd.grad((out * g.double()).sum(), leaves)
+    grads = triton_token_logprobs_backward(
+        g, hidden, weight, bias, targets, lse, 0.8, -100, True, True, True, chunk_tokens=16, slab_vocab=30
+    )
+    for got, want in zip(grads, ref_grads):
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-5 * float(want.abs().max()))
+
+
+@in_this_process
+def test_triton_no_grad_forward_and_partial_gradients():
+    gen = torch.Generator().manual_seed(12)
+    hidden = torch.randn(2, 6, 20, generator=gen).to(DEVICE)
+    weight = torch.randn(33, 20, generator=gen).to(DEVICE)
+    targets = torch.randint(0, 33, (2, 6), generator=gen).to(DEVICE)
+    from rdro.llm.kernels import sequence_logprobs
+
+    reference = sequence_logprobs(hidden, weight, targets, backend="triton")
+    assert reference.grad_fn is None
+    w = weight.clone().requires_grad_()
+    out = sequence_logprobs(hidden, w, targets, backend="triton")  # gradient for the weight only
+    (gw,) = torch.autograd.grad(out.sum(), w)
+    torch.testing.assert_close(out.detach(), reference)
+    ref_w = weight.double().requires_grad_()
+    (want,) = torch.autograd.grad(
+        naive_sequence_logprobs(hidden.double(), ref_w, targets, compute_dtype=torch.float64).sum(), ref_w
+    )
+    torch.testing.assert_close(gw.double(), want, rtol=1e-4, atol=1e-5)
+
+
+@in_this_process
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_triton_random_shapes_sweep(dtype):
+    rng = np.random.default_rng(500 + DTYPES.index(dtype))
+    for i in range(25):
+        case = _on_device(random_case(rng, dtype, max_t=9, max_h=70, max_v=150), DEVICE)
+        assert_matches_reference(case, "sum" if i % 2 else "none", seed=i, backend="triton")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", (torch.bfloat16, torch.float32), ids=str)
+@pytest.mark.parametrize("width,vocab", [(896, 151936), (257, 128256), (3584, 152064)])
+def test_triton_on_cuda_at_model_vocabulary_sizes(dtype, width, vocab):
+    """Compiled kernels on a GPU: the real vocabulary sizes (not multiples of any block), several chunks."""
+    rng = np.random.default_rng(width)
+    gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+    b, t = 2, 300
+    case = dict(
+        hidden=torch.randn(b, t, width, generator=gen).to(dtype),
+        weight=(torch.randn(vocab, width, generator=gen) * (4 / width**0.5)).to(dtype),
+        bias=None,
+        targets=torch.randint(0, vocab, (b, t), generator=gen),
+        logit_scale=1.0,
+    )
+    case["targets"][:, :50] = -100
+    assert_matches_reference(_on_device(case, "cuda"), "sum", seed=0, backend="triton")
+
+
+@pytest.mark.skipif(not STALE_TRITON, reason="this process runs the interpreter tests itself")
+def test_triton_interpreter_tests_in_fresh_process(request):
+    args = [sys.executable, "-m", "pytest", __file__, "-q", "-x", "-p", "no:cacheprovider"]
+    if request.config.getoption("--runslow"):
+        args.append("--runslow")
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    done = subprocess.run(args, cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout

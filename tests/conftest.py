@@ -2,8 +2,13 @@
 
 import os
 
-import pytest
-import torch
+# Tests use small matrices: one BLAS/OpenMP thread is much faster than two fighting over
+# the 2 cores of a CI machine. Set before numpy/torch are imported.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 # Without CUDA, Triton kernels run on CPU tensors through the interpreter. Triton reads
 # this once, at its first import, so it is set before any test module imports triton.

@@ -19,16 +19,13 @@ or the estimators of :mod:`rdro.estimators`; nothing here re-implements a loss.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
-import os
 import platform
-import tempfile
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -37,6 +34,7 @@ import numpy as np
 import torch
 
 from rdro import losses, ratios
+from rdro.results import ExperimentResult
 from rdro.simulations import model_fitting as mf
 from rdro.simulations import worlds
 from rdro.simulations.summary_statistics import group_rows, loglog_slope, mean_ci
@@ -50,63 +48,6 @@ _FORMAT_VERSION = 1
 # ---------------------------------------------------------------------------
 # results and experiments
 # ---------------------------------------------------------------------------
-
-
-@dataclass
-class ExperimentResult:
-    """One experiment's results: tidy ``table`` rows, ``summary`` rows, ``checks`` and ``meta``."""
-
-    name: str
-    claim: str
-    table: list = field(default_factory=list)
-    summary: list = field(default_factory=list)
-    checks: list = field(default_factory=list)
-    meta: dict = field(default_factory=dict)
-
-    @property
-    def passed(self) -> bool:
-        """True when every check passed (and there is at least one)."""
-        return bool(self.checks) and all(c["passed"] for c in self.checks)
-
-    def to_json(self, path=None) -> str:
-        """The result as JSON text; with ``path``, also written there (temp file, then rename)."""
-        text = json.dumps(dataclasses.asdict(self), indent=1, default=_json_default, allow_nan=True)
-        if path is not None:
-            _atomic_write(Path(path), text)
-        return text
-
-    @classmethod
-    def from_json(cls, text_or_path) -> ExperimentResult:
-        """Rebuild a result from JSON text or from a path to a JSON file."""
-        text = str(text_or_path)
-        if not text.lstrip().startswith("{"):
-            text = Path(text_or_path).read_text()
-        data = json.loads(text)
-        missing = {"name", "claim", "table", "summary", "checks", "meta"} - set(data)
-        if missing:
-            raise ValueError(f"not an ExperimentResult JSON: missing keys {sorted(missing)}")
-        return cls(**{k: data[k] for k in ("name", "claim", "table", "summary", "checks", "meta")})
-
-
-def _json_default(obj):
-    if isinstance(obj, (np.floating, np.integer, np.bool_)):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"cannot serialise {type(obj).__name__}")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 @dataclass(frozen=True)

@@ -664,6 +664,9 @@ class LogisticRatio(_LogRatioRiskMinimizer):
         return s + math.log(self.n_den_ / self.n_num_)
 
 
+RELATIVE_LINKS = ("bounded", "identity")
+
+
 class RelativeLogisticRatio(_LogRatioRiskMinimizer):
     """The relative ratio r_α fitted with the RDRO loss itself — RDRO's estimator on a feature model.
 
@@ -674,9 +677,15 @@ class RelativeLogisticRatio(_LogRatioRiskMinimizer):
              = Ê_{p+}[softplus(−t)] + α Ê_{p+}[softplus(t)] + (1 − α) Ê_{p−}[softplus(t)]
 
     + λ‖w‖², i.e. logistic regression of p+ against q_α, whose pointwise minimiser is e^t = r_α
-    for any class sizes. ``predict`` returns exp(t̂) ≈ r_α (≤ 1/α up to estimation error),
-    ``predict_log`` returns t̂. σ, λ by K-fold CV of the held-out RDRO loss; ``features`` as in
-    :class:`LogisticRatio`.
+    for any class sizes. ``predict`` returns exp(t̂) ≈ r_α, ``predict_log`` returns t̂. σ, λ by
+    K-fold CV of the held-out RDRO loss; ``features`` as in :class:`LogisticRatio`.
+
+    ``link`` says how t depends on the linear model s(x) = φ(x)ᵀw + w₀:
+
+    - ``"bounded"`` (default): t = log r_α(e^s) = s − log(α e^s + 1 − α), i.e. s models log g in
+      the same feature class as :class:`LogisticRatio` and t ≤ log(1/α) holds by construction —
+      the two estimators then differ only in the loss;
+    - ``"identity"``: t = s, unconstrained (t̂ may exceed log(1/α) by estimation error).
     """
 
     relative = True
@@ -684,6 +693,7 @@ class RelativeLogisticRatio(_LogRatioRiskMinimizer):
     def __init__(
         self,
         alpha=0.5,
+        link="bounded",
         features="gaussian",
         n_centers=100,
         sigma_grid=None,
@@ -693,6 +703,7 @@ class RelativeLogisticRatio(_LogRatioRiskMinimizer):
         random_state=0,
     ):
         self.alpha = alpha
+        self.link = link
         self.features = features
         self.n_centers = n_centers
         self.sigma_grid = sigma_grid
@@ -701,11 +712,19 @@ class RelativeLogisticRatio(_LogRatioRiskMinimizer):
         self.max_iter = max_iter
         self.random_state = random_state
 
+    def _validate_fit_inputs(self, X_num, X_den):
+        if self.link not in RELATIVE_LINKS:
+            raise ValueError(f"link must be one of {RELATIVE_LINKS}, got {self.link!r}")
+        return super()._validate_fit_inputs(X_num, X_den)
+
+    def _t(self, s):
+        return log_relative_ratio(s, s * 0, self.alpha) if self.link == "bounded" else s
+
     def _loss(self, s, preferred):
-        return rdro_loss(s, preferred, self.alpha, reduction="per_class")
+        return rdro_loss(self._t(s), preferred, self.alpha, reduction="per_class")
 
     def _log_ratio(self, s):
-        return s
+        return self._t(s)
 
 
 DDRO_MU = 0.5

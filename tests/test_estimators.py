@@ -120,7 +120,7 @@ def test_relative_logistic_ratio_on_shifted_gaussians():
     est = RelativeLogisticRatio(alpha=ALPHA).fit(*world.sample(300, seed=0))
     X = world.sample_mixture(3000, ALPHA, seed=5)
     assert np.mean((est.predict(X) - world.r_alpha(X, ALPHA)) ** 2) < 0.02
-    np.testing.assert_allclose(est.predict_log(X), np.log(est.predict(X)), rtol=1e-12)
+    np.testing.assert_allclose(est.predict_log(X), np.log(est.predict(X)), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("alpha", [0.5, 0.2])
@@ -237,9 +237,21 @@ def test_relative_logistic_ratio_minimises_the_rdro_loss():
     w = torch.tensor(est.coef_, requires_grad=True)
     b = torch.tensor(est.intercept_, requires_grad=True)
     preferred = torch.tensor([True] * len(X_num) + [False] * len(X_den))
+    s = Phi @ w + b
+    t = s - torch.log(0.3 * torch.exp(s) + 0.7)  # the default bounded link: t = log r_α(e^s)
+    value = rdro_loss(t, preferred, 0.3, reduction="per_class") + lam * (w**2).sum()
+    gw, gb = torch.autograd.grad(value, (w, b))
+    assert float(gw.abs().max()) < 1e-6 and abs(float(gb)) < 1e-6
+    np.testing.assert_allclose(est.predict_log(X), t.detach().numpy(), rtol=1e-7, atol=1e-9)
+    # the identity link fits t = s directly: a stationary point of the same loss on s
+    est_id = RelativeLogisticRatio(alpha=0.3, link="identity", sigma_grid=[1.0], lambda_grid=[lam]).fit(X_num, X_den)
+    w = torch.tensor(est_id.coef_, requires_grad=True)
+    b = torch.tensor(est_id.intercept_, requires_grad=True)
     value = rdro_loss(Phi @ w + b, preferred, 0.3, reduction="per_class") + lam * (w**2).sum()
     gw, gb = torch.autograd.grad(value, (w, b))
     assert float(gw.abs().max()) < 1e-6 and abs(float(gb)) < 1e-6
+    with pytest.raises(ValueError, match="link"):
+        RelativeLogisticRatio(link="softplus").fit(X_num, X_den)
 
 
 # ---------------------------------------------------------------------------

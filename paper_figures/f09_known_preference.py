@@ -1,0 +1,107 @@
+"""F9 — the known-preference LLM benchmark: distance to p+ and preferred rate vs steps (claims 2, 5).
+
+Drawn from ``rdro.llm.known_preference``: responses sampled from π_ref itself and labelled with a
+per-prompt rule of preferred probability α, so π_ref = q_α and p+ = π_ref · w / α is known. Every
+method trains a LoRA policy with the project's trainer; every few steps the benchmark measures, on
+held-out π_ref rows and fresh samples y ~ π_θ: an estimate of KL(p+ ‖ π_θ) (± standard error), the
+mean |t − log r_α|, and the preferred rate E_{π_θ}[w] (± standard error). Bands are ±1.96 SE.
+Quick mode uses a tiny Llama built from a config; the full run SmolLM2-135M-Instruct on CPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rdro.paper_figures.experiment_results import column, load_known_preference, select_rows
+from rdro.paper_figures.figure_contract import FigureInfo, RunSettings, checks_from_result
+from rdro.paper_figures.style import method_style, new_figure, plot_with_band
+
+__all__ = ["INFO", "compute", "draw"]
+
+INFO = FigureInfo(
+    figure_id="F9",
+    stem="F09_known_preference",
+    title="Known-preference LLM benchmark: how close each method gets to p+ over training",
+    caption=(
+        "rdro.llm.known_preference: responses sampled from π_ref and labelled with a per-prompt rule of preferred "
+        "probability α, so π_ref = q_α and p+ is known. Top row: a Bradley–Terry-consistent rule (shorter is "
+        "better, per-prompt threshold); bottom row: an intransitive rule (rock–paper–scissors over length classes, "
+        "claim 5). Left: estimated KL(p+ ‖ π_θ) on held-out preferred π_ref rows (0 at π_θ = p+). Middle: mean "
+        "|t − log r_α| on held-out rows. Right: preferred rate of fresh samples from π_θ (dotted: α, the rate of "
+        "π_ref; dashed: the rate of p+). Bands: ±1.96 standard errors. Model and sizes in the metadata below."
+    ),
+    claims=(2, 5),
+    compute_version=1,
+)
+
+METRICS = (  # (metric, its standard error or None, axis label)
+    ("kl_pplus", "kl_pplus_se", "KL(p+ ‖ π_θ) estimate (nats)"),
+    ("dist_log_ratio", None, "mean |t − log r_α| (nats)"),
+    ("fresh_preferred_rate", "fresh_preferred_rate_se", "preferred rate of samples from π_θ"),
+)
+WORLDS = ("threshold", "cyclic")
+
+
+def compute(settings: RunSettings) -> dict:
+    """Evaluation series per (world, method, metric) from the benchmark, its claim-2/5 checks and meta."""
+    kp = load_known_preference(settings)
+    series, reference = {}, {}
+    for world in WORLDS:
+        for row in select_rows(kp["summary"], world=world):
+            reference[world] = {"alpha": row.get("alpha"), "target_preferred_rate": row.get("target_preferred_rate")}
+            rows = sorted(
+                select_rows(kp["table"], world=world, method=row["method"], source="eval"), key=lambda r: r["step"]
+            )
+            entry = {"step": column(rows, "step"), "diverged_at": row.get("diverged_at")}
+            for metric, se, _ in METRICS:
+                entry[metric] = column(rows, metric)
+                if se:
+                    entry[se] = column(rows, se)
+            series[f"{world}/{row['method']}"] = entry
+    return {
+        "figure": INFO.figure_id,
+        "data": {"series": series, "reference": reference, "model": kp["meta"].get("model")},
+        "checks": checks_from_result(kp, "known_preference", where=lambda c: c.get("claim") in (2, 5)),
+        "meta": {"known_preference": kp["meta"]},
+    }
+
+
+def draw(results: dict):
+    """Rows: worlds (threshold, cyclic); columns: KL(p+ ‖ π_θ), |t − log r_α|, preferred rate, vs steps."""
+    d = results["data"]
+    worlds = [w for w in WORLDS if any(k.startswith(w + "/") for k in d["series"])]
+    fig, axes = new_figure(3, len(worlds), title=f"{INFO.title} (model: {d['model']})", panel_size=(4.0, 3.1))
+    world_titles = {"threshold": "Bradley–Terry rule", "cyclic": "intransitive rule"}
+    for r, world in enumerate(worlds):
+        methods = [k.split("/", 1)[1] for k in d["series"] if k.startswith(world + "/")]
+        for c, (metric, se, ylabel) in enumerate(METRICS):
+            ax = axes[r * 3 + c]
+            for i, method in enumerate(methods):
+                s = d["series"][f"{world}/{method}"]
+                y = np.asarray(s[metric], dtype=float)
+                lo = hi = None
+                if se:
+                    half = 1.96 * np.asarray(s[se], dtype=float)
+                    lo, hi = y - half, y + half
+                style = method_style(method, i)
+                plot_with_band(ax, s["step"], y, lo, hi, style={**style, "markersize": 3.5}, band_alpha=0.08)
+            if metric == "fresh_preferred_rate":
+                ref = d["reference"].get(world, {})
+                refs = []
+                if ref.get("alpha") is not None:
+                    refs.append(
+                        ax.axhline(ref["alpha"], color="0.35", linestyle=":", linewidth=1.0, label="rate of π_ref (α)")
+                    )
+                if ref.get("target_preferred_rate") is not None:
+                    refs.append(
+                        ax.axhline(
+                            ref["target_preferred_rate"], color="0.1", linestyle="--", linewidth=1.0, label="rate of p+"
+                        )
+                    )
+                ax.legend(handles=refs, loc="center right", fontsize=6.5)
+            ax.set_xlabel("training step")
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"({'abcdef'[r * 3 + c]}) {world_titles.get(world, world)}")
+            if c == 0:
+                ax.legend(loc="best", fontsize=6.5, ncol=2)
+    return fig

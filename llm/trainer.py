@@ -1,0 +1,477 @@
+"""The alignment trainer: ``RDROConfig`` and ``RDROTrainer`` (a transformers ``Trainer``).
+
+One training step (:meth:`RDROTrainer.compute_loss`, read it top to bottom):
+
+1. policy sequence log-probs log π_θ(y|x) (fused op on the final hidden states, no full logits);
+2. reference log-probs log π_ref(y|x): cached (computed once over the dataset before training, the
+   default) or computed on the fly with the frozen reference;
+3. t = log π_θ(y|x) − log π_ref(y|x) per row;
+4. the loss from :mod:`rdro.losses` — ``rdro`` | ``ddro`` | ``kto`` | ``bco`` | ``dpo`` | ``sft`` — one
+   branch each; only KTO runs extra (mismatched-pair, no-grad) passes for its KL reference point z0.
+
+Everything else (optimiser, schedule, gradient accumulation, mixed precision, gradient
+checkpointing, DDP / FSDP / DeepSpeed through accelerate, checkpoints and resume, logging to
+TensorBoard / W&B via ``report_to``, the progress bar) is the ``Trainer``'s.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+
+import torch
+from transformers import Trainer, TrainingArguments
+
+from rdro.llm.data import PairedRows, PreferenceCollator, resolve_alpha, tokenized_digest
+from rdro.llm.models import adapters_disabled, sequence_logprobs_full_logits, sequence_logprobs_fused
+from rdro.losses import (
+    DIVERGENCES,
+    RewardRunningMean,
+    bco_loss,
+    ddro_loss,
+    dpo_loss,
+    kto_loss,
+    kto_reference_point,
+    rdro_loss,
+    sft_loss,
+)
+
+__all__ = ["LOSSES", "RDROConfig", "RDROTrainer"]
+
+logger = logging.getLogger(__name__)
+
+LOSSES = ("rdro", "ddro", "kto", "bco", "dpo", "sft")
+_BCO_STATE_FILE = "bco_running_mean.json"
+_NEAR_BOUND = 0.1  # "t within 0.1 of log(1/α)"
+
+
+@dataclass
+class RDROConfig(TrainingArguments):
+    """Training arguments for :class:`RDROTrainer` (all of ``TrainingArguments`` plus the method's).
+
+    Method: ``loss`` ∈ {rdro, ddro, kto, bco, dpo, sft}; ``alpha`` (RDRO's α ∈ (0, 1) or "auto" = the
+    dataset's preferred fraction), ``reduction`` ("pooled" = mean over rows, the paper's code; or
+    "per_class" = sum of the class means, targets r_α for any balance; applied per micro-batch);
+    ``mu`` (DDRO's mixture weight, "auto" = preferred fraction), ``divergence`` / ``stabilize`` /
+    ``clip_margin`` (DDRO [reconstructed]; ``stabilize`` defaults to True here, the stabilised DDRO the
+    paper compares against — the raw form gives NaN once e^t ≥ 1/μ); ``beta`` (KTO, BCO, DPO); ``desirable_weight`` /
+    ``undesirable_weight`` (KTO λ_D, λ_U).
+    Data: ``max_length``, ``max_prompt_length`` (prompt truncated from the left, then the completion
+    to fit). Reference: ``precompute_ref_logprobs`` (cache log π_ref over the dataset once; False =
+    on the fly), ``ref_cache_dir``. ``fused_logprobs``: use ``rdro.llm.kernels.sequence_logprobs``
+    (False: full logits), ``logprob_chunk_size`` (tokens per chunk of its torch/CPU path; smaller = less
+    memory). The model / dataset / LoRA fields are read by ``rdro train``.
+    """
+
+    loss: str = "rdro"
+    alpha: float | str = "auto"
+    reduction: str = "pooled"
+    mu: float | str = "auto"
+    divergence: str = "logistic"
+    stabilize: bool = True
+    clip_margin: float = 1e-2
+    beta: float = 0.1
+    desirable_weight: float = 1.0
+    undesirable_weight: float = 1.0
+    max_length: int = 1024
+    max_prompt_length: int = 512
+    precompute_ref_logprobs: bool = True
+    ref_cache_dir: str | None = None
+    fused_logprobs: bool = True
+    logprob_chunk_size: int | None = None
+    # read by `rdro train` (model and data)
+    model_name_or_path: str | None = None
+    gguf_file: str | None = None
+    ref_model_name_or_path: str | None = None
+    model_dtype: str = "float32"
+    dataset: str | None = None
+    dataset_split: str = "train"
+    use_lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    # TrainingArguments defaults changed for this trainer
+    remove_unused_columns: bool = False  # the collator needs every column
+    logging_steps: float = 1
+    report_to: str | list[str] = "none"
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.reduction not in ("pooled", "per_class"):
+            raise ValueError(f"reduction must be 'pooled' or 'per_class', got {self.reduction!r}")
+        if self.divergence not in DIVERGENCES:
+            raise ValueError(f"divergence must be one of {DIVERGENCES}, got {self.divergence!r}")
+        for name in ("alpha", "mu"):
+            value = getattr(self, name)
+            if value != "auto":
+                try:
+                    v = float(value)
+                except (TypeError, ValueError):
+                    raise ValueError(f"{name} must be a number in (0, 1) or 'auto', got {value!r}") from None
+                if not 0.0 < v < 1.0:
+                    raise ValueError(f"{name} must lie strictly inside (0, 1), got {value!r}")
+                setattr(self, name, v)
+        for name in ("beta", "desirable_weight", "undesirable_weight", "clip_margin"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if int(self.max_length) < 2 or int(self.max_prompt_length) < 1:
+            raise ValueError(
+                f"need max_length ≥ 2 and max_prompt_length ≥ 1, got max_length={self.max_length!r}, "
+                f"max_prompt_length={self.max_prompt_length!r}"
+            )
+        if self.activation_checkpointing_kwargs is None and self.gradient_checkpointing_kwargs is None:
+            self.activation_checkpointing_kwargs = {"use_reentrant": False}
+        super().__post_init__()
+
+
+class RDROTrainer(Trainer):
+    """Align a causal LM with RDRO or a baseline on tokenised preference rows.
+
+    ``train_dataset``: the output of :func:`rdro.llm.data.tokenize_dataset` (DPO: made from paired
+    data). ``ref_model``: the frozen reference π_ref; leave it ``None`` to use (a) the base model with
+    adapters disabled for a LoRA policy, or (b) the policy itself before training when the reference
+    log-probs are precomputed, or (c) a frozen copy of the policy otherwise. Under FSDP / DeepSpeed
+    pass it explicitly (loaded from the checkpoint) — the policy is sharded there.
+    """
+
+    def __init__(self, model, args: RDROConfig, train_dataset, processing_class=None, ref_model=None, callbacks=None):
+        if not isinstance(args, RDROConfig):
+            raise TypeError(f"args must be an RDROConfig, got {type(args).__name__}")
+        if processing_class is None or processing_class.pad_token_id is None:
+            raise ValueError("processing_class must be the tokenizer, with a pad token")
+        missing = {"input_ids", "completion_start", "label", "pair_id"} - set(train_dataset.column_names)
+        if missing:
+            raise ValueError(
+                f"train_dataset lacks {sorted(missing)}: pass the output of rdro.llm.data.tokenize_dataset"
+            )
+        labels = train_dataset["label"]
+        self.alpha = resolve_alpha(args.alpha, labels)  # RDRO's α (and the α of the near-bound metric)
+        self.mu = resolve_alpha(args.mu, labels)  # DDRO's μ
+        self.is_lora = hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
+        self.needs_reference = args.loss != "sft"
+        self.reference_on_the_fly = self.needs_reference and (not args.precompute_ref_logprobs or args.loss == "kto")
+        if ref_model is None and self.needs_reference and not self.is_lora and self.reference_on_the_fly:
+            ref_model = copy.deepcopy(model)
+        if ref_model is not None:
+            ref_model.eval().requires_grad_(False)
+        self.ref_model = ref_model
+        self.bco_running_mean = RewardRunningMean()
+        self._metric_sums: dict[str, torch.Tensor] = {}
+        collator = PreferenceCollator(processing_class.pad_token_id, args.max_length, mismatched=args.loss == "kto")
+        self.rows = train_dataset
+        data = PairedRows(train_dataset) if args.loss == "dpo" else train_dataset
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=collator,
+            train_dataset=data,
+            processing_class=processing_class,
+            callbacks=callbacks,
+        )
+        self.loss_is_scaled_for_ga = False  # our losses are per-micro-batch means: the Trainer divides by GA steps
+        self.model_accepts_loss_kwargs = False
+        sharded = self.is_fsdp_enabled or (self.is_deepspeed_enabled and self._zero_stage() == 3)
+        self.use_fused = args.fused_logprobs and not sharded
+        if args.fused_logprobs and sharded:
+            logger.warning("sharded LM head (FSDP / DeepSpeed ZeRO-3): computing log-probs from the full logits")
+        else:
+            logger.info(
+                "log-probs: %s", "fused sequence_logprobs (no full logits)" if self.use_fused else "full logits"
+            )
+        if self.ref_model is not None and self.reference_on_the_fly:
+            self.ref_model = self._prepare_reference(self.ref_model)
+        self._reference_ready = not (self.needs_reference and args.precompute_ref_logprobs)
+
+    # ------------------------------------------------------------------ the training step
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """One micro-batch: log π_θ, log π_ref, t = log π_θ − log π_ref, then the chosen loss."""
+        args, preferred = self.args, inputs["preferred"]
+        policy_logprob = self._sequence_logprobs(
+            model, inputs["input_ids"], inputs["attention_mask"], inputs["targets"]
+        )
+        if args.loss == "sft":
+            loss = sft_loss(policy_logprob, preferred, inputs["num_tokens"])
+            return (loss, {}) if return_outputs else loss
+
+        if "ref_logprob" in inputs:
+            ref_logprob = inputs["ref_logprob"]
+        else:
+            ref_logprob = self._reference_logprobs(
+                model, inputs["input_ids"], inputs["attention_mask"], inputs["targets"]
+            )
+        t = policy_logprob - ref_logprob.to(policy_logprob.dtype)
+
+        kl = None
+        if args.loss == "rdro":
+            loss = rdro_loss(t, preferred, self.alpha, reduction=args.reduction)
+        elif args.loss == "ddro":
+            loss = ddro_loss(
+                t, preferred, self.mu, args.divergence, args.stabilize, args.clip_margin, reduction=args.reduction
+            )
+        elif args.loss == "kto":
+            kl_args = (inputs["kl_input_ids"], inputs["kl_attention_mask"], inputs["kl_targets"])
+            with torch.no_grad():  # mismatched pairs (completions rotated in the batch): KL estimate, no gradient
+                kl_t = self._sequence_logprobs(model, *kl_args) - self._reference_logprobs(model, *kl_args)
+            kl = kto_reference_point(self.accelerator.reduce(kl_t.mean(), "mean").reshape(1))
+            loss = kto_loss(t, preferred, kl, args.beta, args.desirable_weight, args.undesirable_weight)
+        elif args.loss == "bco":
+            self._fold_other_processes_rewards(args.beta * t.detach())
+            loss = bco_loss(t, preferred, self.bco_running_mean, beta=args.beta)
+        elif args.loss == "dpo":  # rows come as (chosen, rejected) pairs
+            loss = dpo_loss(t[0::2], t[1::2], beta=args.beta)
+        else:  # unreachable: RDROConfig validates loss
+            raise ValueError(f"unknown loss {args.loss!r}")
+
+        self._record_metrics(t.detach(), preferred, kl)
+        return (loss, {"logratio": t.detach()}) if return_outputs else loss
+
+    # ------------------------------------------------------------------ log-probs
+
+    def _sequence_logprobs(self, model, input_ids, attention_mask, targets) -> torch.Tensor:
+        """log π(y|x) per row = Σ over completion positions of log p(target | prefix)."""
+        if self.use_fused:
+            return sequence_logprobs_fused(model, input_ids, attention_mask, targets, self.args.logprob_chunk_size)
+        return sequence_logprobs_full_logits(model, input_ids, attention_mask, targets)
+
+    @torch.no_grad()
+    def _reference_logprobs(self, model, input_ids, attention_mask, targets) -> torch.Tensor:
+        """log π_ref(y|x): the frozen reference if there is one, else the LoRA policy's base weights
+        (adapters disabled), else ``model`` itself (the policy before training, in the precompute pass)."""
+        with self.accelerator.autocast():
+            if self.ref_model is not None:
+                return self._sequence_logprobs(self.ref_model, input_ids, attention_mask, targets)
+            if self.is_lora:
+                with adapters_disabled(model):
+                    return self._sequence_logprobs(model, input_ids, attention_mask, targets)
+            return self._sequence_logprobs(model, input_ids, attention_mask, targets)
+
+    def _zero_stage(self) -> int:
+        plugin = self.accelerator.state.deepspeed_plugin
+        return int(plugin.deepspeed_config.get("zero_optimization", {}).get("stage", 0)) if plugin else 0
+
+    def _prepare_reference(self, ref_model):
+        """Place the frozen reference: a DeepSpeed inference engine under DeepSpeed (ZeRO-3 partitions
+        it like the policy), FSDP-wrapped under FSDP, else moved to the device."""
+        if self.is_deepspeed_enabled:
+            import deepspeed
+
+            config = copy.deepcopy(self.accelerator.state.deepspeed_plugin.deepspeed_config)
+            for key in ("optimizer", "scheduler"):
+                config.pop(key, None)
+            if self._zero_stage() != 3:
+                config["zero_optimization"] = {"stage": 0}
+            # fill the "auto" values accelerate would fill for a trained model (sizes from the hidden size)
+            hidden = getattr(getattr(ref_model, "config", None), "hidden_size", 4096)
+            zero = config.setdefault("zero_optimization", {})
+            sizes = {
+                "reduce_bucket_size": hidden * hidden,
+                "stage3_prefetch_bucket_size": int(0.9 * hidden * hidden),
+                "stage3_param_persistence_threshold": 10 * hidden,
+            }
+            for key, value in sizes.items():
+                if zero.get(key) == "auto":
+                    zero[key] = value
+            for key, flag in (("fp16", self.args.fp16), ("bf16", self.args.bf16)):
+                if isinstance(config.get(key), dict) and config[key].get("enabled") == "auto":
+                    config[key]["enabled"] = bool(flag)
+            config.pop("gradient_clipping", None)
+            config["train_micro_batch_size_per_gpu"] = self.args.per_device_train_batch_size
+            config["gradient_accumulation_steps"] = self.args.gradient_accumulation_steps
+            config["train_batch_size"] = (
+                self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
+            )
+            engine, *_ = deepspeed.initialize(model=ref_model, config=config)
+            return engine.eval()
+        return self.accelerator.prepare_model(ref_model, evaluation_mode=True)
+
+    # ------------------------------------------------------------------ reference log-prob cache
+
+    def train(self, resume_from_checkpoint=None, **kwargs):
+        """Compute (or load) the cached reference log-probs — before any checkpoint is loaded into the
+        policy — then run ``Trainer.train``."""
+        if not self._reference_ready:
+            self._attach_reference_logprobs()
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def _reference_identity(self) -> str:
+        """What the cached values depend on besides the data: the reference weights (files of a local
+        checkpoint, else a hash of the parameters), LoRA-base or not, and the autocast precision."""
+        source = self.ref_model if self.ref_model is not None else self.model
+        cfg = getattr(source, "config", None) or getattr(getattr(source, "module", None), "config", None)
+        arch = {k: v for k, v in (cfg.to_dict() if cfg is not None else {}).items() if not k.endswith("token_id")}
+        parts = [type(source).__name__, json.dumps(arch, sort_keys=True, default=str), f"lora_base={self.is_lora}"]
+        parts.append(f"mixed_precision={self.accelerator.mixed_precision}")
+        path = getattr(cfg, "_name_or_path", "") if cfg is not None else ""
+        files = (
+            sorted(f for f in os.listdir(path) if f.endswith((".safetensors", ".bin", ".gguf")))
+            if path and os.path.isdir(path)
+            else []
+        )
+        if files:
+            for f in files:
+                st = os.stat(os.path.join(path, f))
+                parts.append(f"{os.path.abspath(os.path.join(path, f))}:{st.st_size}:{st.st_mtime_ns}")
+        else:
+            h = hashlib.sha256()
+            for name, p in sorted(source.named_parameters()):
+                if self.is_lora and "lora_" in name:
+                    continue
+                h.update(name.encode())
+                h.update(p.detach().float().cpu().numpy().tobytes())
+            parts.append(h.hexdigest())
+        return "\n".join(parts)
+
+    def _attach_reference_logprobs(self) -> None:
+        """Add a ``ref_logprob`` column (log π_ref(y|x) per row) to the training rows, from the cache
+        file when its key (reference identity + tokenised data + max lengths) matches, else by one
+        no-grad pass over the dataset (sharded over processes, with a progress bar)."""
+        from tqdm.auto import tqdm
+
+        args, rows = self.args, self.rows
+        key_text = "\n".join(
+            [self._reference_identity(), tokenized_digest(rows), f"{args.max_length}/{args.max_prompt_length}"]
+        )
+        key = hashlib.sha256(key_text.encode()).hexdigest()[:20]
+        cache_dir = args.ref_cache_dir or os.path.join(args.output_dir, "ref_logprobs")
+        path = os.path.join(cache_dir, f"ref_logprobs-{key}.pt")
+        values = None
+        if os.path.isfile(path):
+            saved = torch.load(path, map_location="cpu")
+            if saved.get("key") == key and saved["values"].numel() == len(rows):
+                values = saved["values"]
+                logger.info("reference log-probs loaded from %s", path)
+        if self.args.world_size > 1:  # every process must take the same branch (the pass below is collective)
+            hits = self.accelerator.reduce(torch.tensor(float(values is not None), device=self.args.device), "sum")
+            values = values if int(hits.item()) == self.args.world_size else None
+        if values is None:
+            rank, world = self.args.process_index, self.args.world_size
+            mine = list(range(rank, len(rows), world))
+            collate = PreferenceCollator(self.processing_class.pad_token_id, args.max_length)
+            loader = torch.utils.data.DataLoader(
+                torch.utils.data.Subset(rows, mine), batch_size=args.per_device_train_batch_size, collate_fn=collate
+            )
+            if self.ref_model is not None and not self.reference_on_the_fly:
+                self.ref_model = self._prepare_reference(self.ref_model)
+            reference = self.ref_model if self.ref_model is not None else self.model
+            was_training = reference.training
+            reference.eval()  # no dropout in π_ref
+            out = []
+            for batch in tqdm(loader, desc="reference log-probs (once)", disable=not self.is_world_process_zero()):
+                batch = {k: v.to(self.args.device) for k, v in batch.items()}
+                ids = (batch["input_ids"], batch["attention_mask"], batch["targets"])
+                out.append(self._reference_logprobs(self.model, *ids).float().cpu())
+            reference.train(was_training)
+            local = torch.cat(out) if out else torch.zeros(0)
+            values = torch.zeros(len(rows))
+            if world > 1:
+                gathered = [None] * world
+                torch.distributed.all_gather_object(gathered, (mine, local))
+                for idx, vals in gathered:
+                    values[idx] = vals
+            else:
+                values[mine] = local
+            if self.is_world_process_zero():
+                os.makedirs(cache_dir, exist_ok=True)
+                tmp = path + f".tmp{os.getpid()}"
+                torch.save({"key": key, "key_text": key_text, "seed": args.seed, "values": values}, tmp)
+                os.replace(tmp, path)
+        if self.ref_model is not None and not self.reference_on_the_fly:
+            self.ref_model = None  # not needed any more: free its memory
+        rows = rows.remove_columns([c for c in ("ref_logprob",) if c in rows.column_names])
+        self.rows = rows.add_column("ref_logprob", values.tolist())
+        self.train_dataset = PairedRows(self.rows) if args.loss == "dpo" else self.rows
+        self._reference_ready = True
+
+    # ------------------------------------------------------------------ metrics
+
+    def _fold_other_processes_rewards(self, rewards: torch.Tensor) -> None:
+        """BCO under data parallelism: fold the other processes' rewards into δ first, so that every
+        process's running mean covers the global batch (bco_loss then folds in the local rewards)."""
+        if self.args.world_size <= 1:
+            return
+        stats = torch.stack(
+            [rewards.double().sum(), torch.tensor(float(rewards.numel()), device=rewards.device).double()]
+        )
+        total = self.accelerator.reduce(stats.clone(), "sum")
+        others_sum, others_n = float(total[0] - stats[0]), int(round(float(total[1] - stats[1])))
+        if others_n > 0:
+            self.bco_running_mean.update(torch.full((others_n,), others_sum / others_n, dtype=torch.float64))
+
+    def _record_metrics(self, t: torch.Tensor, preferred: torch.Tensor, kl) -> None:
+        """Accumulate sums (so means/stds are exact over all micro-batches, accumulation steps and
+        processes between two logs): per class n, Σt, Σt²; preferred rows with |t − log(1/α)| < 0.1;
+        reward accuracy (DPO: t_chosen > t_rejected; else sign(t) agrees with the label); KTO's z0."""
+        t = t.double()
+        pos, neg = preferred, ~preferred
+        bound = math.log(1.0 / self.alpha)
+        if self.args.loss == "dpo":
+            correct, judged = (t[0::2] > t[1::2]).sum(), t.numel() // 2
+        else:
+            correct, judged = ((t > 0) & pos).sum() + ((t < 0) & neg).sum(), t.numel()
+        values = {
+            "n_pos": pos.sum(),
+            "n_neg": neg.sum(),
+            "sum_t_pos": t[pos].sum(),
+            "sum_t_neg": t[neg].sum(),
+            "sumsq_t_pos": (t[pos] ** 2).sum(),
+            "sumsq_t_neg": (t[neg] ** 2).sum(),
+            "near_bound": ((t[pos] - bound).abs() < _NEAR_BOUND).sum(),
+            "correct": correct,
+            "judged": judged,
+        }
+        if kl is not None:
+            values.update(kl_sum=kl.detach(), kl_n=1)
+        for k, v in values.items():
+            v = torch.as_tensor(v, device=t.device, dtype=torch.float64)
+            self._metric_sums[k] = self._metric_sums.get(k, torch.zeros((), dtype=torch.float64, device=t.device)) + v
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        """Add the accumulated metrics (logratio/*, rewards/accuracy, kl) to the Trainer's log line."""
+        if "loss" in logs and self._metric_sums:
+            names = sorted(self._metric_sums)
+            s = dict(
+                zip(names, self.accelerator.reduce(torch.stack([self._metric_sums[k] for k in names]), "sum").tolist())
+            )
+            self._metric_sums = {}
+            for cls in ("pos", "neg"):
+                n = s[f"n_{cls}"]
+                if n > 0:
+                    mean = s[f"sum_t_{cls}"] / n
+                    var = max(s[f"sumsq_t_{cls}"] / n - mean * mean, 0.0) * (n / (n - 1) if n > 1 else 0.0)
+                    logs[f"logratio/{'preferred' if cls == 'pos' else 'nonpreferred'}_mean"] = mean
+                    logs[f"logratio/{'preferred' if cls == 'pos' else 'nonpreferred'}_std"] = math.sqrt(var)
+            if s["n_pos"] > 0:
+                logs["logratio/preferred_near_log_inv_alpha"] = s["near_bound"] / s["n_pos"]
+            if s["judged"] > 0:
+                logs["rewards/accuracy"] = s["correct"] / s["judged"]
+            if s.get("kl_n", 0) > 0:
+                logs["kl"] = s["kl_sum"] / s["kl_n"]
+        super().log(logs, *args, **kwargs)
+
+    # ------------------------------------------------------------------ BCO state in checkpoints
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.loss == "bco" and self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            tmp = os.path.join(folder, _BCO_STATE_FILE + ".tmp")
+            with open(tmp, "w") as f:
+                json.dump(self.bco_running_mean.state_dict(), f)
+            os.replace(tmp, os.path.join(folder, _BCO_STATE_FILE))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model=model)
+        path = os.path.join(resume_from_checkpoint, _BCO_STATE_FILE)
+        if self.args.loss == "bco":
+            if not os.path.isfile(path):
+                raise ValueError(f"resuming a BCO run needs {path} (the running reward mean δ); it is missing")
+            with open(path) as f:
+                self.bco_running_mean.load_state_dict(json.load(f))

@@ -1,0 +1,291 @@
+"""RDROTrainer on tiny Qwen2 / Llama models (hidden 32, 2 layers, word-level tokenizer of the shipped data)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+from rdro.llm.data import example_dataset_path, load_preference_dataset, to_unpaired, tokenize_dataset  # noqa: E402
+from rdro.llm.models import tiny_causal_lm, word_level_tokenizer  # noqa: E402
+from rdro.llm.trainer import RDROConfig, RDROTrainer  # noqa: E402
+
+MAX_LEN, MAX_PROMPT = 40, 24
+
+
+def _texts(ds):
+    return [m["content"] for col in ("prompt", "completion") for conv in ds[col] for m in conv]
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.set_num_threads(1)
+    unpaired = to_unpaired(load_preference_dataset(example_dataset_path()))
+    paired = to_unpaired(load_preference_dataset(example_dataset_path(paired=True)))
+    tok = word_level_tokenizer(_texts(unpaired) + _texts(paired))
+    return {
+        "tok": tok,
+        "rows": tokenize_dataset(unpaired, tok, MAX_LEN, MAX_PROMPT),
+        "pairs": tokenize_dataset(paired, tok, MAX_LEN, MAX_PROMPT),
+    }
+
+
+def _config(tmp_path, **kw):
+    base = dict(
+        output_dir=str(tmp_path / "out"),
+        max_length=MAX_LEN,
+        max_prompt_length=MAX_PROMPT,
+        per_device_train_batch_size=8,
+        learning_rate=5e-3,
+        max_steps=20,
+        use_cpu=True,
+        seed=0,
+        save_strategy="no",
+        disable_tqdm=True,
+        lr_scheduler_type="constant",
+    )
+    base.update(kw)
+    return RDROConfig(**base)
+
+
+def _losses(trainer):
+    return [h["loss"] for h in trainer.state.log_history if "loss" in h]
+
+
+def _naive_sequence_logprobs(model, row):
+    """Independent reference: full forward on one unpadded row, log-softmax, gather the completion tokens."""
+    ids = torch.tensor([row["input_ids"]])
+    logp = torch.log_softmax(model(input_ids=ids).logits.float()[0], dim=-1)
+    start = row["completion_start"]
+    return sum(logp[s - 1, ids[0, s]] for s in range(start, ids.shape[1]))
+
+
+@pytest.mark.parametrize("model_type,tie", [("qwen2", False), ("llama", True)])
+def test_sequence_logprobs_equal_naive(setup, tmp_path, model_type, tie):
+    model = tiny_causal_lm(model_type, len(setup["tok"]), tie=tie)
+    trainer = RDROTrainer(model, _config(tmp_path), setup["rows"], processing_class=setup["tok"])
+    batch = trainer.data_collator([setup["rows"][i] for i in range(6)])  # padded, mixed lengths
+    args = (batch["input_ids"], batch["attention_mask"], batch["targets"])
+    fused = trainer._sequence_logprobs(model, *args)
+    naive = torch.stack([_naive_sequence_logprobs(model, setup["rows"][i]) for i in range(6)])
+    torch.testing.assert_close(fused, naive, rtol=1e-5, atol=1e-4)
+    # gradients of the fused path equal those of the full-logits path (LM head and embeddings)
+    head = model.get_output_embeddings().weight
+    g_fused = torch.autograd.grad(fused.sum(), head)[0]
+    trainer.use_fused = False
+    g_full = torch.autograd.grad(trainer._sequence_logprobs(model, *args).sum(), head)[0]
+    torch.testing.assert_close(g_fused, g_full, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["rdro", "ddro", "kto", "bco", "dpo", "sft"])
+def test_every_loss_runs_twenty_steps(setup, tmp_path, loss):
+    model = tiny_causal_lm("qwen2", len(setup["tok"]))
+    before = [p.detach().clone() for p in model.parameters()]
+    rows = setup["pairs"] if loss == "dpo" else setup["rows"]
+    bs = 4 if loss == "dpo" else 8  # DPO: pairs per device
+    trainer = RDROTrainer(model, _config(tmp_path, loss=loss, per_device_train_batch_size=bs), rows, setup["tok"])
+    trainer.train()
+    losses = _losses(trainer)
+    assert len(losses) == 20 and all(math.isfinite(v) for v in losses)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    logged = trainer.state.log_history[0]
+    assert "grad_norm" in logged
+    if loss != "sft":
+        assert {"logratio/preferred_mean", "logratio/nonpreferred_std", "rewards/accuracy"} <= set(logged)
+        # at step 1 the policy equals the reference: t = 0 (cached reference log-probs are exact)
+        assert abs(logged["logratio/preferred_mean"]) < 1e-4
+    if loss == "kto":
+        assert all("kl" in h for h in trainer.state.log_history if "loss" in h)
+
+
+def test_rdro_loss_falls(setup, tmp_path):
+    model = tiny_causal_lm("llama", len(setup["tok"]))
+    rows = setup["rows"].select(range(16))
+    cfg = _config(tmp_path, per_device_train_batch_size=16, max_steps=15, learning_rate=1e-2)
+    trainer = RDROTrainer(model, cfg, rows, setup["tok"])
+    trainer.train()
+    losses = _losses(trainer)
+    alpha = trainer.alpha
+    n_pos = sum(rows["label"])
+    at_zero = (n_pos * (1 + alpha) + (16 - n_pos) * (1 - alpha)) * math.log(2) / 16  # closed form at t = 0
+    assert losses[0] == pytest.approx(at_zero, rel=1e-5)
+    assert losses[-1] < 0.6 * losses[0]
+    assert trainer.state.log_history[-2]["rewards/accuracy"] > 0.9
+
+
+def test_gradient_accumulation_matches_full_batch(setup, tmp_path):
+    logs = []
+    for bs, ga in ((8, 1), (4, 2)):
+        model = tiny_causal_lm("qwen2", len(setup["tok"]))
+        cfg = _config(tmp_path / f"ga{ga}", per_device_train_batch_size=bs, gradient_accumulation_steps=ga, max_steps=3)
+        trainer = RDROTrainer(model, cfg, setup["rows"], setup["tok"])
+        trainer.train()
+        logs.append([h for h in trainer.state.log_history if "loss" in h])
+    for a, b in zip(*logs):
+        for key in ("loss", "grad_norm", "logratio/preferred_mean", "logratio/nonpreferred_std", "rewards/accuracy"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), key
+
+
+@pytest.mark.parametrize("loss", ["rdro", "bco"])
+def test_resume_reproduces_loss_curve(setup, tmp_path, loss):
+    def run(out, resume=None, max_steps=6):
+        model = tiny_causal_lm("qwen2", len(setup["tok"]))
+        cfg = _config(
+            out, loss=loss, max_steps=max_steps, save_strategy="steps", save_steps=3, ref_cache_dir=str(tmp_path)
+        )
+        trainer = RDROTrainer(model, cfg, setup["rows"], setup["tok"])
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer
+
+    full = run(tmp_path / "a")
+    first = run(tmp_path / "b", max_steps=6)
+    ckpt = str(tmp_path / "b" / "out" / "checkpoint-3")
+    if loss == "bco":
+        assert os.path.isfile(os.path.join(ckpt, "bco_running_mean.json"))
+    resumed = run(tmp_path / "c", resume=ckpt)
+    assert _losses(first) == pytest.approx(_losses(full), rel=1e-6)
+    assert len(_losses(resumed)) == 6  # the checkpoint's log history (steps 1-3) + steps 4-6 run after resuming
+    assert _losses(resumed)[3:] == pytest.approx(_losses(full)[3:], rel=1e-5)
+    if loss == "bco":
+        assert resumed.bco_running_mean.mean == pytest.approx(full.bco_running_mean.mean, rel=1e-6)
+        assert resumed.bco_running_mean.count == full.bco_running_mean.count
+
+
+def test_reference_cache_is_reused_and_lora_reference_is_base(setup, tmp_path, monkeypatch):
+    from rdro.llm.models import apply_lora
+
+    model = apply_lora(tiny_causal_lm("qwen2", len(setup["tok"])), r=4, alpha=8)
+    rows = setup["rows"].select(range(12))
+    cfg = _config(tmp_path, max_steps=2, ref_cache_dir=str(tmp_path / "cache"))
+    trainer = RDROTrainer(model, cfg, rows, setup["tok"])
+    assert trainer.ref_model is None and trainer.is_lora
+    torch.nn.init.normal_(model.base_model.model.model.layers[0].self_attn.q_proj.lora_B.default.weight)  # adapters on
+    trainer.train()
+    cached = torch.tensor(trainer.rows["ref_logprob"])
+    with model.disable_adapter():
+        base = torch.stack([_naive_sequence_logprobs(model, rows[i]) for i in range(12)])
+    torch.testing.assert_close(cached, base.detach(), rtol=1e-5, atol=1e-4)
+    assert len(os.listdir(tmp_path / "cache")) == 1
+    # a second trainer with the same reference and data loads the cache instead of recomputing
+    again = RDROTrainer(model, cfg, rows, setup["tok"])
+    monkeypatch.setattr(RDROTrainer, "_reference_logprobs", lambda *a, **k: pytest.fail("recomputed the cache"))
+    again._attach_reference_logprobs()
+    torch.testing.assert_close(torch.tensor(again.rows["ref_logprob"]), cached)
+
+
+def test_on_the_fly_reference_equals_cached(setup, tmp_path):
+    rows = setup["rows"].select(range(8))
+    t = {}
+    for pre in (True, False):
+        model = tiny_causal_lm("qwen2", len(setup["tok"]))
+        trainer = RDROTrainer(
+            model, _config(tmp_path / str(pre), max_steps=2, precompute_ref_logprobs=pre), rows, setup["tok"]
+        )
+        assert (trainer.ref_model is None) == pre
+        trainer.train()
+        t[pre] = [h["logratio/preferred_mean"] for h in trainer.state.log_history if "loss" in h]
+    assert t[True] == pytest.approx(t[False], abs=1e-5)
+
+
+def test_bf16_gradient_checkpointing_runs(setup, tmp_path):
+    model = tiny_causal_lm("llama", len(setup["tok"]))
+    cfg = _config(tmp_path, max_steps=2, bf16=True, gradient_checkpointing=True)
+    trainer = RDROTrainer(model, cfg, setup["rows"], setup["tok"])
+    trainer.train()
+    assert all(math.isfinite(v) for v in _losses(trainer))
+    assert abs(trainer.state.log_history[0]["logratio/preferred_mean"]) < 0.05  # reference cached under bf16 too
+
+
+def test_config_and_trainer_errors(setup, tmp_path):
+    with pytest.raises(ValueError, match="loss must be one of"):
+        _config(tmp_path, loss="ppo")
+    with pytest.raises(ValueError, match="alpha must lie strictly inside"):
+        _config(tmp_path, alpha=1.5)
+    with pytest.raises(ValueError, match="reduction"):
+        _config(tmp_path, reduction="mean")
+    model = tiny_causal_lm("qwen2", len(setup["tok"]))
+    with pytest.raises(ValueError, match="lacks"):
+        RDROTrainer(model, _config(tmp_path), setup["rows"].remove_columns("completion_start"), setup["tok"])
+    with pytest.raises(ValueError, match="DPO needs paired data"):
+        RDROTrainer(model, _config(tmp_path, loss="dpo"), setup["rows"], setup["tok"])
+    one_class = setup["rows"].filter(lambda r: r["label"])
+    with pytest.raises(ValueError, match="only preferred rows"):
+        RDROTrainer(model, _config(tmp_path), one_class, setup["tok"])
+
+
+# --------------------------------------------------------------------------- CLI and DDP
+
+
+def _save_tiny(tmp_path, setup, model_type="qwen2"):
+    path = tmp_path / model_type
+    tiny_causal_lm(model_type, len(setup["tok"])).save_pretrained(path)
+    setup["tok"].save_pretrained(path)
+    return str(path)
+
+
+def _recipe(tmp_path, model_dir, **kw):
+    import yaml
+
+    recipe = dict(
+        model_name_or_path=model_dir,
+        dataset=example_dataset_path(),
+        output_dir=str(tmp_path / "run"),
+        max_length=MAX_LEN,
+        max_prompt_length=MAX_PROMPT,
+        per_device_train_batch_size=4,
+        max_steps=4,
+        learning_rate=1e-3,
+        use_cpu=True,
+        save_steps=2,
+        disable_tqdm=True,
+    )
+    recipe.update(kw)
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return str(path)
+
+
+def test_cli_trains_and_saves(setup, tmp_path):
+    from rdro.llm.train import main
+
+    recipe = _recipe(tmp_path, _save_tiny(tmp_path, setup, "llama"))
+    assert main(["--config", recipe, "--max_steps", "2", "--use_lora", "--lora_r", "4"]) == 0
+    run = tmp_path / "run"
+    assert (run / "final" / "adapter_config.json").is_file() and (run / "checkpoint-2").is_dir()
+    assert (run / "run_config.json").is_file()
+
+
+def test_cli_errors(setup, tmp_path, capsys):
+    from rdro.llm.train import main, parse_overrides
+
+    assert parse_overrides(["--a", "1e-5", "--b", "--c=x"]) == {"a": 1e-5, "b": True, "c": "x"}
+    recipe = _recipe(tmp_path, _save_tiny(tmp_path, setup))
+    assert main(["--config", recipe, "--learning_rat", "1"]) == 2
+    assert "unknown recipe key(s) ['learning_rat']" in capsys.readouterr().err
+    assert main(["--config", recipe, "--model_name_or_path", str(tmp_path / "nope")]) == 2
+    assert "is not a local folder" in capsys.readouterr().err
+
+
+def test_ddp_two_processes_gloo(setup, tmp_path):
+    """2-process DDP on CPU through `accelerate launch` with KTO (the loss with the most cross-process work:
+    sharded reference pass, a placed reference model, the KL estimate averaged over processes)."""
+    recipe = _recipe(tmp_path, _save_tiny(tmp_path, setup), max_steps=3, save_steps=3, loss="kto")
+    # the shipped DDP config with 2 processes; `use_cpu: true` in the recipe makes them CPU processes (gloo)
+    config = os.path.join(os.path.dirname(__file__), "..", "llm", "accelerate_configs", "multi_gpu_ddp.yaml")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config, "--num_processes", "2"]
+    cmd += ["-m", "rdro.cli", "train", "--config", recipe]
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = json.loads((tmp_path / "run" / "checkpoint-3" / "trainer_state.json").read_text())
+    # 3 steps × 2 processes × 4 rows of the 320-row dataset: twice the epoch progress of one process
+    assert state["log_history"][-1]["epoch"] == pytest.approx(3 * 2 * 4 / 320)
+    assert all(math.isfinite(h["loss"]) and "kl" in h for h in state["log_history"] if "loss" in h)
+    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()

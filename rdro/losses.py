@@ -219,8 +219,8 @@ def rdro_loss(logratio: torch.Tensor, preferred: torch.Tensor, alpha: AlphaLike,
 def rdro_loss_grad(logratio: torch.Tensor, preferred: torch.Tensor, alpha: AlphaLike) -> torch.Tensor:
     """Closed-form per-row derivative dℓ/dt of :func:`rdro_loss` (before reduction)::
 
-        preferred:      (1 + α) σ(t) − 1   ∈ [−1, α]
-        non-preferred:  (1 − α) σ(t)       ∈ [0, 1 − α]
+    preferred:      (1 + α) σ(t) − 1   ∈ [−1, α]
+    non-preferred:  (1 − α) σ(t)       ∈ [0, 1 − α]
     """
     _check_logratio(logratio)
     preferred = _check_preferred(preferred, logratio)

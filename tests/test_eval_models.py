@@ -207,8 +207,9 @@ def test_hf_local_judge_log_probs(tiny_model):
     """The local judge reports log P_J(m) and log P_J(M) at the answer position of the judge's own chat, as an
     independent forward pass gives them, in the OpenAI format that alpaca_eval's logprob_parser reads."""
     _needs_alpaca_eval()
-    from rdro.llm.evaluation.alpaca import hf_judge_completions, import_alpaca_eval
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rdro.llm.evaluation.alpaca import hf_judge_completions, import_alpaca_eval
 
     import_alpaca_eval()
     from alpaca_eval.completion_parsers import logprob_parser
@@ -233,6 +234,7 @@ def test_alpaca_eval_with_local_judge_end_to_end_and_resumed(tmp_path, tiny_mode
     win rate is 100·mean(p) of the package's saved annotations; a rerun reuses the package's annotation cache."""
     _needs_alpaca_eval()
     import pandas as pd
+
     from rdro.llm.evaluation import alpaca
 
     n = 6

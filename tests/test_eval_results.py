@@ -6,10 +6,11 @@ import json
 
 import numpy as np
 import pytest
+from scipy.special import expit
+
 from rdro.llm.evaluation import main
 from rdro.llm.evaluation.records import load_result_rows, make_row, save_results
 from rdro.llm.evaluation.table import render_csv, render_markdown, write_table
-from scipy.special import expit
 
 
 def needs_alpaca_eval():
@@ -118,6 +119,7 @@ def test_lc_winrate_standard_glm_runs_on_a_real_format_annotations_file(tmp_path
 def test_lc_winrate_without_local_hub_files_says_how_to_provide_them(tmp_path, monkeypatch):
     needs_alpaca_eval()
     import huggingface_hub.constants
+
     from rdro.llm.evaluation.alpaca import length_controlled_winrate
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
@@ -147,6 +149,7 @@ def test_annotator_configs_reuse_the_standard_judge(tmp_path, monkeypatch):
     and no key is written to disk."""
     needs_alpaca_eval()
     import yaml
+
     from rdro.llm.evaluation.alpaca import STANDARD_ANNOTATOR, AnnotatorChoice, prepare_annotator
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-test-value")
@@ -184,6 +187,7 @@ def test_annotator_choice_rejects_incomplete_options():
 def test_missing_reference_outputs_say_how_to_provide_a_local_copy(tmp_path, monkeypatch):
     needs_alpaca_eval()
     import huggingface_hub.constants
+
     from rdro.llm.evaluation.alpaca import load_reference_outputs
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)

@@ -346,7 +346,9 @@ def test_rdro_low_precision_agrees_with_float64():
     for dtype in DTYPES:
         # inputs are rounded to dtype; compare against float64 on the same rounded inputs
         rounded = t.to(dtype)
-        assert rdro_loss(rounded, pref, 0.4).item() == pytest.approx(rdro_loss(rounded.double(), pref, 0.4).item(), rel=1e-6)
+        assert rdro_loss(rounded, pref, 0.4).item() == pytest.approx(
+            rdro_loss(rounded.double(), pref, 0.4).item(), rel=1e-6
+        )
     assert rdro_loss(t, pref, 0.4).item() == pytest.approx(ref, rel=1e-6)
 
 

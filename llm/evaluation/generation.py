@@ -191,6 +191,7 @@ class ChatGenerator:
 
     def __init__(self, model_path: str, gguf_file: str | None = None, dtype: str = "auto", device: str | None = None):
         import torch
+
         from rdro.llm.models import load_causal_lm, load_tokenizer
 
         self.tokenizer = load_tokenizer(str(model_path), gguf_file)

@@ -16,6 +16,7 @@ import math
 from typing import Optional
 
 import torch
+
 from rdro.llm.kernels.torch_chunked import (
     DEFAULT_CHUNK_SIZE,
     compute_dtype,

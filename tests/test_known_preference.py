@@ -1,0 +1,257 @@
+"""Known-preference benchmark (rdro.llm.known_preference): the construction, the p+ bookkeeping against an
+enumerated response space, a miniature end-to-end run, and bad inputs."""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+from rdro.llm import known_preference as kp  # noqa: E402
+
+# 3 prompts, responses of ≤ 2 tokens from a ~40-token vocabulary: ≈ 1.6k responses per prompt, enumerable
+TINY = dataclasses.replace(
+    kp.QUICK_CONFIG,
+    n_prompts=3,
+    train_per_prompt=8,
+    heldout_per_prompt=8,
+    steps=4,
+    eval_every=2,
+    fresh_prompts=2,
+    fresh_per_prompt=4,
+    threshold_methods=("rdro_pooled", "rdro_per_class", "ddro_raw"),
+    cyclic_methods=("rdro_per_class", "kto", "dpo"),
+    dynamics_methods=("rdro_pooled", "ddro_raw"),
+    dynamics_steps=3,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_pool():
+    model, tok = kp._load_policy(TINY, seed=0)
+    prompts = kp.make_prompts(TINY.n_prompts, seed=0)
+    pool = kp.sample_reference_pool(model, tok, prompts, TINY, seed=0)
+    return model, tok, pool
+
+
+def _enumerated_logp(model, tok, pool, i):
+    responses = kp.enumerate_responses(model.config.vocab_size, tok.eos_token_id, TINY.max_new_tokens)
+    pid = pool.prompt_ids[i]
+    rows = [{"input_ids": pid + c, "completion_start": len(pid)} for c in responses]
+    logp = kp._sequence_logprobs(model, rows, tok.pad_token_id, batch_size=2048)
+    return responses, logp
+
+
+# ---------------------------------------------------------------------------
+# the rules
+# ---------------------------------------------------------------------------
+
+
+def test_threshold_weights_give_alpha_exactly_with_ties():
+    rng = np.random.default_rng(0)
+    for alpha in (0.1, 0.39, 0.5, 0.8):
+        scores = rng.integers(0, 5, size=40).astype(float)  # many ties
+        probs = rng.dirichlet(np.ones(40))
+        tau, gamma, at = kp.threshold_weights(scores, probs, alpha)
+        w = np.where(scores > tau, 1.0, np.where(scores == tau, gamma, 0.0))
+        assert np.dot(probs, w) == pytest.approx(alpha, abs=1e-12)
+        assert 0 < gamma <= 1 and at == pytest.approx(probs[scores == tau].sum())
+
+
+def test_cyclic_weights_average_one_half_and_hand_example():
+    np.testing.assert_allclose(kp.cyclic_class_weights([0.7, 0.2, 0.1]), [0.2 + 0.35, 0.1 + 0.1, 0.7 + 0.05])
+    for m in np.random.default_rng(1).dirichlet(np.ones(3), size=20):
+        assert np.dot(m, kp.cyclic_class_weights(m)) == pytest.approx(0.5, abs=1e-12)
+
+
+def test_rule_errors_are_clear():
+    with pytest.raises(ValueError, match="alpha"):
+        kp.threshold_weights([1.0, 2.0], [0.5, 0.5], 1.0)
+    with pytest.raises(ValueError, match="probs"):
+        kp.threshold_weights([1.0, 2.0], [0.5, 0.6], 0.5)
+    with pytest.raises(ValueError, match="same shape"):
+        kp.threshold_weights([1.0, 2.0, 3.0], [0.5, 0.5], 0.5)
+    with pytest.raises(ValueError, match="3 entries"):
+        kp.cyclic_class_weights([0.5, 0.5])
+    with pytest.raises(ValueError, match="n must be"):
+        kp.make_prompts(0)
+    with pytest.raises(ValueError, match="world"):
+        kp.build_world("transitive", None, TINY, 0)
+    with pytest.raises(ValueError, match="even"):
+        dataclasses.replace(TINY, train_per_prompt=7)
+    with pytest.raises(ValueError, match="alpha"):
+        dataclasses.replace(TINY, alpha=0.0)
+    with pytest.raises(ValueError, match="unknown method"):
+        dataclasses.replace(TINY, threshold_methods=("ipo",))
+    with pytest.raises(ValueError, match="category_cuts"):
+        dataclasses.replace(TINY, category_cuts=(0.9, 0.7))
+
+
+def test_prompts_are_deterministic_and_distinct():
+    a, b = kp.make_prompts(50, seed=3), kp.make_prompts(50, seed=3)
+    assert a == b and len(set(a)) == 50 and a != kp.make_prompts(50, seed=4)
+
+
+# ---------------------------------------------------------------------------
+# exact bookkeeping on an enumerable world
+# ---------------------------------------------------------------------------
+
+
+def test_enumerated_responses_normalise_and_sampler_logprobs_match(tiny_pool):
+    model, tok, pool = tiny_pool
+    responses, logp = _enumerated_logp(model, tok, pool, 0)
+    assert math.exp(np.logaddexp.reduce(logp)) == pytest.approx(1.0, abs=1e-5)  # Σ_y π_ref(y|x) = 1
+    index = {tuple(c): j for j, c in enumerate(responses)}
+    for r in pool.rows[0]:
+        completion = tuple(r["input_ids"][r["completion_start"] :])
+        assert completion in index  # every sample is in the enumerated space
+        assert r["ref_logprob"] == pytest.approx(logp[index[completion]], abs=1e-5)
+        assert r["sample_logprob"] == pytest.approx(r["ref_logprob"], abs=1e-4)
+
+
+@pytest.mark.parametrize("world_name", kp.WORLDS)
+def test_preferred_probability_is_alpha_and_pplus_normalises(tiny_pool, world_name):
+    """Exact check over the enumerated π_ref: P(preferred | x) = Σ_y π_ref w = α for every prompt, p+ = π_ref w / α
+    sums to 1, and log p+ of the world equals log π_ref + log w − log α row by row."""
+    model, tok, pool = tiny_pool
+    world = kp.build_world(world_name, pool, TINY, seed=0)
+    assert pool.exact and world.exact
+    for i in range(len(pool.prompts)):
+        responses, logp = _enumerated_logp(model, tok, pool, i)
+        texts = tok.batch_decode(responses, skip_special_tokens=True)
+        w = np.array([world.weight(i, t) for t in texts])
+        p_ref = np.exp(logp)
+        assert np.dot(p_ref, w) == pytest.approx(world.alpha, abs=1e-6)
+        p_plus = p_ref * w / world.alpha
+        assert p_plus.sum() == pytest.approx(1.0, abs=1e-5)
+        index = {tuple(c): j for j, c in enumerate(responses)}
+        for r in world.train + world.heldout:
+            if r["prompt_index"] != i:
+                continue
+            j = index[tuple(r["input_ids"][r["completion_start"] :])]
+            expected = math.log(p_plus[j]) if p_plus[j] > 0 else -math.inf
+            assert world.log_pplus(r) == pytest.approx(expected, abs=1e-5)
+
+
+def test_labels_follow_the_rule(tiny_pool):
+    _, _, pool = tiny_pool
+    thr = kp.build_world("threshold", pool, TINY, seed=0)
+    assert all(r["label"] for r in thr.train if r["w"] == 1.0)
+    assert not any(r["label"] for r in thr.train if r["w"] == 0.0)
+    cyc = kp.build_world("cyclic", pool, TINY, seed=0)
+    assert np.mean([r["label"] for r in cyc.train]) == 0.5  # one winner per comparison
+    for i in range(len(pool.prompts)):
+        pairs = {}
+        for r in cyc.train:
+            if r["prompt_index"] == i:
+                pairs.setdefault(r["pair_id"], []).append(r)
+        for a, b in pairs.values():
+            assert a["label"] != b["label"]
+            ca, cb = cyc.rules[i].length_class(a["text"]), cyc.rules[i].length_class(b["text"])
+            if ca != cb:  # the winner beats the loser under short ≻ medium ≻ long ≻ short
+                win, lose = (ca, cb) if a["label"] else (cb, ca)
+                assert kp._CYCLIC_BEATS[win] == lose
+
+
+def test_dpo_rows_are_complete_pairs_chosen_first(tiny_pool):
+    _, _, pool = tiny_pool
+    for name in kp.WORLDS:
+        rows = kp._trainer_rows(kp.build_world(name, pool, TINY, seed=0).train, "dpo")
+        assert len(rows) % 2 == 0 and rows
+        for k in range(0, len(rows), 2):
+            assert rows[k]["pair_id"] == rows[k + 1]["pair_id"] == k // 2
+            assert rows[k]["label"] and not rows[k + 1]["label"]
+        assert all(r["pair_id"] == -1 for r in kp._trainer_rows(rows, "rdro_pooled"))
+
+
+# ---------------------------------------------------------------------------
+# end to end (miniature) and the command line
+# ---------------------------------------------------------------------------
+
+
+def test_miniature_run_produces_tables_checks_and_cache(tmp_path):
+    res = kp.run_known_preference(cache_dir=str(tmp_path), seed=0, progress=False, config=TINY)
+    runs = {(r["world"], r["method"]) for r in res.table}
+    expected = {("threshold", m) for m in TINY.threshold_methods} | {("cyclic", m) for m in TINY.cyclic_methods}
+    assert expected | {("example", m) for m in TINY.dynamics_methods} == runs
+    for world, method in expected:
+        evals = [r for r in res.table if (r["world"], r["method"], r["source"]) == (world, method, "eval")]
+        steps = [r["step"] for r in evals]
+        assert steps[0] == 0 and steps == sorted(steps) and len(steps) >= 2
+        assert evals[0]["kl_pplus"] > 0  # KL(p+ || π_ref) > 0
+    logs = [r for r in res.table if r["source"] == "train_log" and r["method"] == "rdro_pooled"]
+    assert logs and all("grad_norm" in r and "t_preferred_mean" in r for r in logs)
+    assert {c["claim"] for c in res.checks} == {2, 5, 6}
+    for c in res.checks:
+        assert set(c) == {"claim", "statistic", "value", "threshold", "passed"} and isinstance(c["passed"], bool)
+    thr = res.meta["worlds"]["threshold"]
+    assert thr["exact_reference"] and thr["max_abs_sampler_vs_trainer_logprob"] < 1e-4
+    assert res.meta["seed"] == 0 and res.meta["wall_time_s"] > 0
+    again = kp.run_known_preference(cache_dir=str(tmp_path), seed=0, progress=False, config=TINY)
+    assert again.checks == res.checks and len(again.table) == len(res.table)
+
+
+def test_run_and_cli_errors(tmp_path, capsys):
+    with pytest.raises(ValueError, match="methods"):
+        kp.run_known_preference(cache_dir=str(tmp_path), methods=["ppo"], progress=False, config=TINY)
+    with pytest.raises(ValueError, match="seed"):
+        kp.run_known_preference(cache_dir=str(tmp_path), seed=-1, progress=False, config=TINY)
+    assert kp.main(["known-preference", "--quick", "--methods", "ppo", "--cache-dir", str(tmp_path)]) == 2
+    assert "methods" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        kp.main(["--help"])
+    assert exc.value.code == 0 and "known-preference" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_full_smollm2_benchmark(tmp_path):
+    """The full CPU configuration (SmolLM2-135M-Instruct, LoRA): several minutes."""
+    res = kp.run_known_preference(quick=False, cache_dir=str(tmp_path), seed=0, progress=False)
+    assert not res.meta["worlds"]["threshold"]["exact_reference"]
+    assert {c["claim"] for c in res.checks} == {2, 5, 6}
+
+
+# ---------------------------------------------------------------------------
+# the GPU throughput script (rdro benchmark throughput)
+# ---------------------------------------------------------------------------
+
+
+def test_throughput_bad_options(capsys):
+    from rdro.llm import trainer_throughput as tt
+
+    assert tt.main(["--trainers", "rdro,ppo", "--out", "unused.json"]) == 2
+    assert "bad options" in capsys.readouterr().err
+    cfg = tt.qwen25_05b_config()
+    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.vocab_size) == (896, 24, 151936)
+
+
+@pytest.mark.slow
+def test_throughput_tiny_cpu_smoke(tmp_path):
+    """Both trainers run on a 2-layer model on CPU and the JSON carries the ratio (TRL + Liger needs a GPU)."""
+    import json
+
+    from rdro.llm import trainer_throughput as tt
+
+    out = tmp_path / "thr.json"
+    args = ["--tiny", "--steps", "2", "--warmup", "1", "--batch-size", "2", "--seq-len", "64"]
+    assert tt.main(args + ["--trainers", "rdro,trl_kto", "--out", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert payload["ratios"]["tokens_per_s_rdro_over_trl_kto"] > 0 and payload["device"].startswith("CPU")
+
+
+@pytest.mark.gpu
+def test_throughput_qwen25_05b_gpu(tmp_path):
+    """The issue's comparison at sequence length 1024 on the GPU (run: rdro benchmark throughput)."""
+    import json
+
+    from rdro.llm import trainer_throughput as tt
+
+    out = tmp_path / "thr.json"
+    assert tt.main(["--steps", "5", "--warmup", "2", "--batch-size", "2", "--out", str(out)]) == 0
+    assert set(json.loads(out.read_text())["ratios"]) >= {
+        "tokens_per_s_rdro_over_trl_kto",
+        "peak_memory_rdro_over_trl_kto",
+    }

@@ -32,6 +32,8 @@ import time
 
 import yaml
 
+from rdro.results import atomic_write_text
+
 N_ROWS, BATCH, MAX_LENGTH, LEARNING_RATE, SEED = 128, 8, 128, 5e-7, 42
 STEPS, WARMUP_STEPS = 18, 2
 #: rdro's settings in this benchmark (RDROConfig fields); ``--rdro_args`` overrides them
@@ -204,10 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"rdro / TRL KTO defaults: tokens/s x{speed:.2f} (goal >= 2.0), peak RSS x{memory:.2f} (goal <= 0.8)")
     if args.out:
-        tmp = args.out + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(results, f, indent=1)
-        os.replace(tmp, args.out)
+        atomic_write_text(args.out, json.dumps(results, indent=1))
     return 0
 
 

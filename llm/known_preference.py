@@ -67,12 +67,13 @@ import math
 import os
 import platform
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+
+from rdro.results import atomic_write_text
 
 __all__ = [
     "WORLDS",
@@ -819,11 +820,7 @@ def train_method(base_model, tok, rows: list[dict], method: str, cfg: BenchmarkC
 
 
 def _atomic_json(path: str, payload) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, allow_nan=True)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload, allow_nan=True))
 
 
 def _load_or_sample_pool(model, tok, prompts, cfg, seed, run_dir, progress) -> ReferencePool:

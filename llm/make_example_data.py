@@ -21,6 +21,8 @@ import json
 import os
 import random
 
+from rdro.results import atomic_write_text
+
 N_UNPAIRED = 320
 N_PAIRS = 64
 PREFERRED_SHARE = 0.4
@@ -79,11 +81,7 @@ def make_pairs(seed: int = DEFAULT_SEED, n: int = N_PAIRS):
 
 
 def _write_jsonl(rows, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def write_example_data(out_dir: str, seed: int = DEFAULT_SEED) -> list[str]:
@@ -103,10 +101,7 @@ def write_example_data(out_dir: str, seed: int = DEFAULT_SEED) -> list[str]:
         f"(prompt, completion, label), {n_pos} preferred (fraction {n_pos / len(unpaired):.3f}).\n"
         f"- `arithmetic_pairs.jsonl`: {len(pairs)} paired rows (prompt, chosen, rejected).\n"
     )
-    tmp = os.path.join(out_dir, "README.md.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(readme)
-    os.replace(tmp, os.path.join(out_dir, "README.md"))
+    atomic_write_text(os.path.join(out_dir, "README.md"), readme)
     return paths
 
 

@@ -22,6 +22,8 @@ import sys
 
 import yaml
 
+from rdro.results import atomic_write_text
+
 __all__ = ["main", "parse_overrides", "build_config", "run"]
 
 
@@ -135,10 +137,7 @@ def run(args) -> str:
             "alpha": trainer.alpha,
             "rows": len(rows),
         }
-        tmp = os.path.join(args.output_dir, "run_config.json.tmp")
-        with open(tmp, "w") as f:
-            json.dump(meta, f, indent=1)
-        os.replace(tmp, os.path.join(args.output_dir, "run_config.json"))
+        atomic_write_text(os.path.join(args.output_dir, "run_config.json"), json.dumps(meta, indent=1))
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     final = os.path.join(args.output_dir, "final")
     trainer.save_model(final)

@@ -40,6 +40,7 @@ from rdro.losses import (
     rdro_loss,
     sft_loss,
 )
+from rdro.results import atomic_write_text
 
 __all__ = ["LOSSES", "RDROConfig", "RDROTrainer"]
 
@@ -462,10 +463,7 @@ class RDROTrainer(Trainer):
         super()._save_checkpoint(model, trial)
         if self.args.loss == "bco" and self.args.should_save:
             folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
-            tmp = os.path.join(folder, _BCO_STATE_FILE + ".tmp")
-            with open(tmp, "w") as f:
-                json.dump(self.bco_running_mean.state_dict(), f)
-            os.replace(tmp, os.path.join(folder, _BCO_STATE_FILE))
+            atomic_write_text(os.path.join(folder, _BCO_STATE_FILE), json.dumps(self.bco_running_mean.state_dict()))
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         super()._load_from_checkpoint(resume_from_checkpoint, model=model)

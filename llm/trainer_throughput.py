@@ -31,6 +31,8 @@ import time
 import numpy as np
 import torch
 
+from rdro.results import atomic_write_text
+
 __all__ = ["QWEN25_05B", "qwen25_05b_config", "synthetic_rows", "measure", "main"]
 
 #: Qwen2.5-0.5B architecture (public config values).
@@ -191,10 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                "goals": {"tokens_per_s_rdro_over_trl_kto": ">= 1.5", "tokens_per_s_rdro_over_trl_kto_liger": ">= 1.2",
                          "peak_memory_rdro_over_trl_kto": "<= 0.6"},
                "versions": {"torch": torch.__version__, "python": platform.python_version()}}  # fmt: skip
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=1)
-    os.replace(tmp, args.out)
+    atomic_write_text(args.out, json.dumps(payload, indent=1))
     print(json.dumps(ratios, indent=1))
     return 0
 

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from rdro.losses import ddro_loss, rdro_loss
-from rdro.ratios import log_relative_ratio
+from rdro.ratios import check_fraction, log_relative_ratio
 
 __all__ = [
     "NotFittedError",
@@ -95,16 +95,6 @@ def _as_samples(X, name: str, n_features: int | None = None) -> np.ndarray:
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features, expected {n_features} (as in the fitted data)")
     return arr
-
-
-def _check_alpha(alpha) -> float:
-    try:
-        a = float(alpha)
-    except (TypeError, ValueError):
-        raise ValueError(f"alpha must be a number strictly inside (0, 1), got {alpha!r}") from None
-    if not (0.0 < a < 1.0):
-        raise ValueError(f"alpha must lie strictly inside (0, 1), got {alpha!r}")
-    return a
 
 
 def _check_int(value, name: str, minimum: int) -> int:
@@ -235,7 +225,7 @@ class DensityRatioEstimator:
                     f"{2 * n_folds} per sample for its {n_folds}-fold cross-validation"
                 )
         if self.relative:
-            _check_alpha(self.alpha)
+            check_fraction(self.alpha)
         return X_num, X_den
 
     def _sigma_grid(self, X_num, X_den, default_factors) -> np.ndarray:
@@ -403,7 +393,7 @@ class RuLSIF(_LeastSquaresRatio):
         self.random_state = random_state
 
     def _mixture_weight(self):
-        return _check_alpha(self.alpha)
+        return check_fraction(self.alpha)
 
 
 # ---------------------------------------------------------------------------

@@ -28,6 +28,8 @@ from typing import Union
 import torch
 import torch.nn.functional as F
 
+from rdro.ratios import check_fraction
+
 __all__ = [
     "REDUCTIONS",
     "DIVERGENCES",
@@ -89,17 +91,6 @@ def _check_preferred(preferred, logratio: torch.Tensor) -> torch.Tensor:
     return preferred.to(logratio.device)
 
 
-def _check_fraction(value, name: str) -> float:
-    """A probability strictly inside (0, 1): α, μ."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in (0, 1) or 'auto', got {value!r}") from None
-    if not (0.0 < v < 1.0):  # also False for NaN
-        raise ValueError(f"{name} must lie strictly inside (0, 1), got {value!r}")
-    return v
-
-
 def _check_reduction(reduction: str) -> str:
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
@@ -153,7 +144,7 @@ def _resolve_fraction(value: AlphaLike, preferred: torch.Tensor, name: str) -> f
         if value != "auto":
             raise ValueError(f"{name} must be a number in (0, 1) or 'auto', got {value!r}")
         return preferred_fraction(preferred)
-    return _check_fraction(value, name)
+    return check_fraction(value, name)
 
 
 def _reduce(per_row: torch.Tensor, preferred: torch.Tensor, reduction: str) -> torch.Tensor:

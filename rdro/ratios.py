@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "check_fraction",
     "relative_ratio",
     "log_relative_ratio",
     "ordinary_ratio",
@@ -26,7 +27,8 @@ __all__ = [
 ]
 
 
-def _alpha(alpha, name: str = "alpha") -> float:
+def check_fraction(alpha, name: str = "alpha") -> float:
+    """``alpha`` as a float strictly inside (0, 1) (α, μ, a preferred fraction), else a ValueError naming ``name``."""
     try:
         a = float(alpha)
     except (TypeError, ValueError):
@@ -42,18 +44,18 @@ def _lib(x):
 
 def relative_ratio_bound(alpha) -> float:
     """sup r_α = 1/α, whatever p+ and p− are."""
-    return 1.0 / _alpha(alpha)
+    return 1.0 / check_fraction(alpha)
 
 
 def relative_ratio(p_pos, p_neg, alpha):
     """r_α = p+ / (α p+ + (1 − α) p−), from the two densities (both ≥ 0, not both 0)."""
-    a = _alpha(alpha)
+    a = check_fraction(alpha)
     return p_pos / (a * p_pos + (1.0 - a) * p_neg)
 
 
 def log_relative_ratio(logp_pos, logp_neg, alpha):
     """log r_α = log p+ − logaddexp(log α + log p+, log(1 − α) + log p−)."""
-    a = _alpha(alpha)
+    a = check_fraction(alpha)
     lib = _lib(logp_pos)
     return logp_pos - lib.logaddexp(math.log(a) + logp_pos, math.log1p(-a) + logp_neg)
 
@@ -70,13 +72,13 @@ def log_ordinary_ratio(logp_pos, logp_neg):
 
 def relative_from_ordinary(g, alpha):
     """r_α = g / (α g + 1 − α)  (monotone in g, → 1/α as g → ∞)."""
-    a = _alpha(alpha)
+    a = check_fraction(alpha)
     return g / (a * g + (1.0 - a))
 
 
 def ordinary_from_relative(r, alpha):
     """g = (1 − α) r / (1 − α r), the inverse of :func:`relative_from_ordinary` on r ∈ [0, 1/α)."""
-    a = _alpha(alpha)
+    a = check_fraction(alpha)
     return (1.0 - a) * r / (1.0 - a * r)
 
 
@@ -87,8 +89,8 @@ def pooled_rdro_target(p_pos, p_neg, alpha, preferred_fraction):
 
     It equals r_α only when π+ = ½ (shared/method.md §2).
     """
-    a = _alpha(alpha)
-    pi = _alpha(preferred_fraction, "preferred_fraction")
+    a = check_fraction(alpha)
+    pi = check_fraction(preferred_fraction, "preferred_fraction")
     return pi * p_pos / (a * pi * p_pos + (1.0 - a) * (1.0 - pi) * p_neg)
 
 
@@ -98,7 +100,7 @@ def ddro_ratio(logratio, mu):
     Diverges as e^t → 1/μ; negative (meaningless) beyond. See rdro.losses.ddro_log_ratio
     for the log form used in the loss.
     """
-    m = _alpha(mu, "mu")
+    m = check_fraction(mu, "mu")
     lib = _lib(logratio)
     e = lib.exp(logratio)
     return (1.0 - m) * e / (1.0 - m * e)

@@ -32,6 +32,7 @@ from scipy.optimize import brentq
 from scipy.special import expit, gammaln, log_softmax, logsumexp
 
 from rdro import ratios
+from rdro.ratios import check_fraction
 
 __all__ = [
     "FAMILIES",
@@ -59,16 +60,6 @@ def _check_rng(rng) -> np.random.Generator:
     return rng
 
 
-def _check_alpha(alpha, name: str = "alpha") -> float:
-    try:
-        a = float(alpha)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in (0, 1), got {alpha!r}") from None
-    if not (0.0 < a < 1.0):
-        raise ValueError(f"{name} must lie strictly inside (0, 1), got {alpha!r}")
-    return a
-
-
 def _mixture_counts(n: int, alpha: float, rng: np.random.Generator) -> int:
     """Number of q_α draws that come from p+: Binomial(n, α)."""
     return int(rng.binomial(n, alpha))
@@ -79,7 +70,7 @@ class _RatioMixin:
 
     def log_relative_ratio(self, X, alpha):
         """log r_α(X) = log p+ − log(α p+ + (1 − α) p−), from the exact densities."""
-        return ratios.log_relative_ratio(self.logpdf_pos(X), self.logpdf_neg(X), _check_alpha(alpha))
+        return ratios.log_relative_ratio(self.logpdf_pos(X), self.logpdf_neg(X), check_fraction(alpha))
 
     def log_ordinary_ratio(self, X):
         """log g(X) = log p+(X) − log p−(X)."""
@@ -87,7 +78,7 @@ class _RatioMixin:
 
     def sample_mixture(self, n, alpha, rng):
         """n draws from q_α = α p+ + (1 − α) p− (component counts ~ Binomial(n, α)), shuffled."""
-        n, a, rng = _check_n(n), _check_alpha(alpha), _check_rng(rng)
+        n, a, rng = _check_n(n), check_fraction(alpha), _check_rng(rng)
         k = _mixture_counts(n, a, rng)
         X = np.concatenate([self.sample_pos(k, rng), self.sample_neg(n - k, rng)])
         return X[rng.permutation(n)]
@@ -274,7 +265,7 @@ class ToyLanguageWorld(_RatioMixin):
             raise ValueError(
                 f"vocab_size**length = {self.vocab_size**self.length} responses is too many to enumerate (max 5000)"
             )
-        self.alpha = _check_alpha(self.alpha)
+        self.alpha = check_fraction(self.alpha)
         if self.rule not in PREFERENCE_RULES:
             raise ValueError(f"rule must be one of {PREFERENCE_RULES}, got {self.rule!r}")
         if not (math.isfinite(self.cycle_strength) and self.cycle_strength >= 0):
@@ -320,7 +311,7 @@ class ToyLanguageWorld(_RatioMixin):
 
     def log_relative_ratio_table(self, alpha=None) -> np.ndarray:
         """log r_α(y|x) for all (x, y), shape [P, M] (α defaults to the world's α)."""
-        a = self.alpha if alpha is None else _check_alpha(alpha)
+        a = self.alpha if alpha is None else check_fraction(alpha)
         return ratios.log_relative_ratio(self.logp_pos_table, self.logp_neg_table, a)
 
     def pair_preference(self) -> np.ndarray:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 
+from rdro.ratios import check_fraction
 from rdro.theory.loss_constants import (
     _finite,
-    _fraction,
     ddro_class_constants,
     ddro_t_interval,
     rdro_class_constants,
@@ -89,7 +89,7 @@ def uniform_deviation_bound(n, delta, lipschitz, loss_range, rademacher) -> floa
     The same holds for sup_t (Ê − E); a union bound over the two sides with δ' = δ/2 gives D.
     """
     n = _sample_size(n, "n")
-    d = _fraction(delta, "delta")
+    d = check_fraction(delta, "delta")
     L = _nonnegative(lipschitz, "lipschitz")
     c = _nonnegative(loss_range, "loss_range")
     rn = _nonnegative(rademacher, "rademacher")
@@ -119,7 +119,7 @@ def per_class_excess_risk_bound(n_pos, n_neg, delta, constants, weight_bound, fe
     over the classes), then excess ≤ 2 sup|L̂ − L|. R_{n_c}(T) = :func:`rademacher_linear`.
     ``constants``: ``{"preferred": LossConstants, "non_preferred": LossConstants}``.
     """
-    d = _fraction(delta, "delta")
+    d = check_fraction(delta, "delta")
     total = 0.0
     for n_c, key, name in ((n_pos, "preferred", "n_pos"), (n_neg, "non_preferred", "n_neg")):
         n_c = _sample_size(n_c, name)
@@ -139,7 +139,7 @@ def rdro_bound(n_pos, n_neg, delta, alpha, weight_bound, feature_bound, t_min=No
     L_c ≤ 1, so the bound is O((B F + range) / √n) with no dependence on the ordinary-ratio bound R
     except through t_min. Decreases exactly ∝ n^{-1/2} when both class sizes scale together.
     """
-    a = _fraction(alpha, "alpha")
+    a = check_fraction(alpha, "alpha")
     lo = -math.log(1.0 / a) if t_min is None else t_min
     constants = rdro_class_constants(a, lo, t_max)
     return per_class_excess_risk_bound(n_pos, n_neg, delta, constants, weight_bound, feature_bound)

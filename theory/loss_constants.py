@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+from rdro.ratios import check_fraction
+
 __all__ = [
     "LossConstants",
     "rdro_class_constants",
@@ -30,16 +32,6 @@ class LossConstants(NamedTuple):
 
     lipschitz: float
     loss_range: float
-
-
-def _fraction(value, name: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number strictly inside (0, 1), got {value!r}") from None
-    if not (0.0 < v < 1.0):
-        raise ValueError(f"{name} must lie strictly inside (0, 1), got {value!r}")
-    return v
 
 
 def _finite(value, name: str) -> float:
@@ -91,7 +83,7 @@ def rdro_class_constants(alpha, t_min, t_max=None) -> dict[str, LossConstants]:
 
     Returns ``{"preferred": LossConstants(L+, range+), "non_preferred": LossConstants(L−, range−)}``.
     """
-    a = _fraction(alpha, "alpha")
+    a = check_fraction(alpha, "alpha")
     upper = math.log(1.0 / a)
     lo = _finite(t_min, "t_min")
     hi = upper if t_max is None else _finite(t_max, "t_max")
@@ -144,7 +136,7 @@ def _check_ddro_args(divergence, R, g_min, mu):
     lo = 1.0 / r if g_min is None else _finite(g_min, "g_min")
     if not 0.0 < lo < r:
         raise ValueError(f"g_min must satisfy 0 < g_min < R = {r:.6g}, got {g_min!r}")
-    m = None if mu is None else _fraction(mu, "mu")
+    m = None if mu is None else check_fraction(mu, "mu")
     return r, lo, m
 
 

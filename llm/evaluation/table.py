@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rdro.llm.evaluation.records import METRIC_LABELS, load_result_rows, write_text_atomic
+from rdro.llm.evaluation.records import METRIC_LABELS, load_result_rows
+from rdro.results import atomic_write_text
 
 # methods in the order the paper discusses them; others follow alphabetically
 METHOD_ORDER = ("SFT", "DPO", "BCO", "KTO", "DDRO", "RDRO")
@@ -109,6 +110,6 @@ def write_table(
     csv_path = out.with_suffix(".csv")
     if csv_path == out:
         raise ValueError(f"out={str(out)!r}: give the Markdown file name (e.g. table.md); the CSV goes beside it")
-    write_text_atomic(out, render_markdown(rows, methods))
-    write_text_atomic(csv_path, render_csv(rows, methods))
+    atomic_write_text(out, render_markdown(rows, methods))
+    atomic_write_text(csv_path, render_csv(rows, methods))
     return out, csv_path

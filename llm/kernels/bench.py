@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from rdro.losses import rdro_loss
+from rdro.results import atomic_write_text
 
 ANCHOR_SHAPES = {"qwen2.5-0.5b": (896, 151936), "qwen2.5-7b": (3584, 152064), "llama3-8b": (4096, 128256)}
 TINY_SHAPES = {"tiny-a": (24, 97), "tiny-b": (33, 250)}
@@ -172,11 +171,7 @@ def _available(method: str) -> bool:
 
 def save_json(path: Path, payload: dict) -> None:
     """Write ``payload`` to ``path`` atomically (temp file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload, indent=2))
 
 
 def ratio_table(cases: list[dict]) -> list[str]:

@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import torch
 
 from rdro.losses import preferred_fraction
+from rdro.ratios import check_fraction
 
 __all__ = [
     "HUB_DATASETS",
@@ -205,18 +206,9 @@ def to_unpaired(dataset):
 def resolve_alpha(alpha, labels) -> float:
     """α for RDRO: a number in (0, 1) as given, or ``"auto"`` = the dataset's preferred fraction
     n+ / (n+ + n−) (the paper's choice; 0.39 for UF-G, 0.5 for MIX-14K)."""
-    if isinstance(alpha, str):
-        if alpha != "auto":
-            try:
-                alpha = float(alpha)
-            except ValueError:
-                raise ValueError(f"alpha must be a number in (0, 1) or 'auto', got {alpha!r}") from None
-        else:
-            return preferred_fraction(list(labels))
-    a = float(alpha)
-    if not (0.0 < a < 1.0):
-        raise ValueError(f"alpha must lie strictly inside (0, 1), got {alpha!r}")
-    return a
+    if alpha == "auto":
+        return preferred_fraction(list(labels))
+    return check_fraction(alpha, "alpha")
 
 
 # ---------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from rdro.losses import (
     dpo_loss,
     kto_loss,
     kto_reference_point,
+    preferred_fraction,
     rdro_loss,
     sft_loss,
 )
@@ -57,7 +58,8 @@ class RDROConfig(TrainingArguments):
 
     Method: ``loss`` ∈ {rdro, ddro, kto, bco, dpo, sft}; ``alpha`` (RDRO's α ∈ (0, 1) or "auto" = the
     dataset's preferred fraction), ``reduction`` ("pooled" = mean over rows, the paper's code; or
-    "per_class" = sum of the class means, targets r_α for any balance; applied per micro-batch);
+    "per_class" = sum of the class means, targets r_α for any balance; rows weighted by the dataset's class
+    balance, so a micro-batch may hold one class);
     ``mu`` (DDRO's mixture weight, "auto" = preferred fraction), ``divergence`` / ``stabilize`` /
     ``clip_margin`` (DDRO [reconstructed]; ``stabilize`` defaults to True here, the stabilised DDRO the
     paper compares against — the raw form gives NaN once e^t ≥ 1/μ); ``beta`` (KTO, BCO, DPO); ``desirable_weight`` /
@@ -155,6 +157,8 @@ class RDROTrainer(Trainer):
         labels = train_dataset["label"]
         self.alpha = resolve_alpha(args.alpha, labels)  # RDRO's α (and the α of the near-bound metric)
         self.mu = resolve_alpha(args.mu, labels)  # DDRO's μ
+        # the data's class balance: per-class reductions weight rows by it, so micro-batches may hold one class
+        self.dataset_preferred_fraction = preferred_fraction(list(labels))
         self.is_lora = hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
         self.needs_reference = args.loss != "sft"
         self.reference_on_the_fly = self.needs_reference and (not args.precompute_ref_logprobs or args.loss == "kto")
@@ -212,10 +216,17 @@ class RDROTrainer(Trainer):
 
         kl = None
         if args.loss == "rdro":
-            loss = rdro_loss(t, preferred, self.alpha, reduction=args.reduction)
+            loss = rdro_loss(t, preferred, self.alpha, args.reduction, self.dataset_preferred_fraction)
         elif args.loss == "ddro":
             loss = ddro_loss(
-                t, preferred, self.mu, args.divergence, args.stabilize, args.clip_margin, reduction=args.reduction
+                t,
+                preferred,
+                self.mu,
+                args.divergence,
+                args.stabilize,
+                args.clip_margin,
+                args.reduction,
+                self.dataset_preferred_fraction,
             )
         elif args.loss == "kto":
             kl_args = (inputs["kl_input_ids"], inputs["kl_attention_mask"], inputs["kl_targets"])

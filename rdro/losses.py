@@ -147,13 +147,26 @@ def _resolve_fraction(value: AlphaLike, preferred: torch.Tensor, name: str) -> f
     return check_fraction(value, name)
 
 
-def _reduce(per_row: torch.Tensor, preferred: torch.Tensor, reduction: str) -> torch.Tensor:
+def _reduce(
+    per_row: torch.Tensor, preferred: torch.Tensor, reduction: str, dataset_preferred_fraction=None
+) -> torch.Tensor:
     """``pooled``: mean over all rows; ``per_class``: mean over preferred rows + mean over
-    non-preferred rows (the *sum* of the two class means); ``none``: per-row values."""
+    non-preferred rows (the *sum* of the two class means); ``none``: per-row values.
+
+    ``per_class`` with ``dataset_preferred_fraction`` π+ (the class balance of the data the batch is
+    drawn from) weights preferred rows by 1/(π+ B) and non-preferred rows by 1/((1 − π+) B): an
+    unbiased estimate of the same sum of class means that also works for batches holding one class
+    only (small micro-batches)."""
     if reduction == "none":
         return per_row
     if reduction == "pooled":
         return per_row.mean()
+    if dataset_preferred_fraction is not None:
+        pi = check_fraction(dataset_preferred_fraction, "dataset_preferred_fraction")
+        b = preferred.numel()
+        zero = torch.zeros((), dtype=per_row.dtype, device=per_row.device)
+        pos = torch.where(preferred, per_row, zero).sum() / (pi * b)
+        return pos + torch.where(preferred, zero, per_row).sum() / ((1.0 - pi) * b)
     n_pos = int(preferred.sum())
     n_neg = preferred.numel() - n_pos
     if n_pos == 0 or n_neg == 0:
@@ -171,7 +184,13 @@ def _reduce(per_row: torch.Tensor, preferred: torch.Tensor, reduction: str) -> t
 # ---------------------------------------------------------------------------
 
 
-def rdro_loss(logratio: torch.Tensor, preferred: torch.Tensor, alpha: AlphaLike, reduction: str = "pooled"):
+def rdro_loss(
+    logratio: torch.Tensor,
+    preferred: torch.Tensor,
+    alpha: AlphaLike,
+    reduction: str = "pooled",
+    dataset_preferred_fraction=None,
+):
     """RDRO: logistic fit of the relative density ratio r_α = p+ / (α p+ + (1 − α) p−).
 
     Per row, with softplus(t) = log(1 + e^t)  [paper, authors' code]::
@@ -188,7 +207,9 @@ def rdro_loss(logratio: torch.Tensor, preferred: torch.Tensor, alpha: AlphaLike,
       - ``"per_class"``: the **sum** of the two class means,
         mean_{preferred}(ℓ+) + mean_{non-preferred}(ℓ−), an unbiased estimate of
         L = E_{p+}[softplus(−t)] + E_{q_α}[softplus(t)], whose pointwise minimiser
-        is e^t = r_α for any class balance. Needs both classes in the batch.
+        is e^t = r_α for any class balance. Needs both classes in the batch, unless
+        ``dataset_preferred_fraction`` π+ is given: then rows are weighted 1/(π+ B) and
+        1/((1 − π+) B), an unbiased estimate of the same L for any batch (see ``_reduce``).
       - ``"none"``: the per-row values ℓ, shape [B].
 
     ``alpha``: a number in (0, 1), or ``"auto"`` for the batch's preferred fraction
@@ -204,7 +225,7 @@ def rdro_loss(logratio: torch.Tensor, preferred: torch.Tensor, alpha: AlphaLike,
     sp_pos = F.softplus(t)
     sp_neg = F.softplus(-t)
     per_row = torch.where(preferred, sp_neg + a * sp_pos, (1.0 - a) * sp_pos)
-    return _reduce(per_row, preferred, reduction)
+    return _reduce(per_row, preferred, reduction, dataset_preferred_fraction)
 
 
 def rdro_loss_grad(logratio: torch.Tensor, preferred: torch.Tensor, alpha: AlphaLike) -> torch.Tensor:
@@ -245,6 +266,7 @@ def ddro_loss(
     stabilize: bool = False,
     clip_margin: float = 1e-2,
     reduction: str = "per_class",
+    dataset_preferred_fraction=None,
 ):
     """DDRO's Bregman density-ratio loss on the ordinary ratio g = p+/p− — a **[reconstructed]**
     form (see shared/method.md §3); it does not claim fidelity to the DDRO paper.
@@ -268,7 +290,8 @@ def ddro_loss(
     t ≤ log(1/μ) − ``clip_margin`` (zero gradient above the clip).
 
     ``reduction``: ``"per_class"`` (default: the sum of the two class means, the
-    sample version of L_f), ``"pooled"`` (mean over rows) or ``"none"``.
+    sample version of L_f; with ``dataset_preferred_fraction`` the unbiased reweighted form of
+    :func:`rdro_loss`, valid for one-class batches), ``"pooled"`` (mean over rows) or ``"none"``.
     ``mu``: the mixture weight of p+ in π_ref, in (0, 1), or ``"auto"``.
     """
     _check_logratio(logratio)
@@ -289,7 +312,7 @@ def ddro_loss(
         per_row = torch.where(preferred, -(g - 1.0), 0.5 * (g * g - 1.0))
     else:  # kliep
         per_row = torch.where(preferred, -log_g, torch.exp(log_g))
-    return _reduce(per_row, preferred, reduction)
+    return _reduce(per_row, preferred, reduction, dataset_preferred_fraction)
 
 
 # ---------------------------------------------------------------------------

@@ -120,6 +120,22 @@ def test_rdro_loss_falls(setup, tmp_path):
     assert trainer.state.log_history[-2]["rewards/accuracy"] > 0.9
 
 
+def test_per_class_reduction_trains_with_one_class_micro_batches(setup, tmp_path):
+    """Micro-batches of one row hold one class; per_class weights rows by the dataset's class balance."""
+    model = tiny_causal_lm("llama", len(setup["tok"]))
+    rows = setup["rows"].select(range(8))
+    cfg = _config(tmp_path, reduction="per_class", per_device_train_batch_size=1, max_steps=4)
+    trainer = RDROTrainer(model, cfg, rows, setup["tok"])
+    trainer.train()
+    losses = _losses(trainer)
+    pi, alpha = trainer.dataset_preferred_fraction, trainer.alpha
+    assert pi == pytest.approx(sum(rows["label"]) / 8)
+    # step 1 (t = 0): the (shuffled) row's class gives (1 + α) log 2 / π+ or (1 − α) log 2 / (1 − π+)
+    allowed = {(1 + alpha) * math.log(2) / pi, (1 - alpha) * math.log(2) / (1 - pi)}
+    assert any(losses[0] == pytest.approx(v, rel=1e-5) for v in allowed), (losses[0], allowed)
+    assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
+
+
 def test_gradient_accumulation_matches_full_batch(setup, tmp_path):
     logs = []
     for bs, ga in ((8, 1), (4, 2)):

@@ -416,3 +416,28 @@ def test_core_does_not_import_transformers():
 def test_public_names_exist():
     for name in ["rdro_loss", "ddro_loss", "kto_loss", "bco_loss", "dpo_loss", "sft_loss", "preferred_fraction"]:
         assert callable(getattr(losses, name))
+
+
+def test_per_class_with_dataset_fraction_is_unbiased_and_accepts_one_class_batches():
+    # a tiny dataset: 3 preferred rows, 1 non-preferred (π+ = 0.75)
+    t = torch.tensor([0.3, -1.2, 2.0, 0.7], dtype=torch.float64)
+    pref = torch.tensor([True, True, True, False])
+    target = rdro_loss(t, pref, 0.4, reduction="per_class").item()
+    # a batch whose balance equals the dataset's: the same as the plain per-class reduction
+    assert rdro_loss(t, pref, 0.4, "per_class", dataset_preferred_fraction=0.75).item() == pytest.approx(target)
+    # the mean over every ordered batch of 2 rows drawn with replacement (16 batches) is exactly the
+    # dataset's sum of class means, although 10 of the 16 batches hold one class only
+    values = []
+    for i in range(4):
+        for j in range(4):
+            idx = torch.tensor([i, j])
+            values.append(rdro_loss(t[idx], pref[idx], 0.4, "per_class", dataset_preferred_fraction=0.75).item())
+    assert np.mean(values) == pytest.approx(target, rel=1e-12)
+    rows = np_rdro_rows(t.numpy(), pref.numpy(), 0.4)
+    one_class = rdro_loss(t[:2], pref[:2], 0.4, "per_class", dataset_preferred_fraction=0.75).item()
+    assert one_class == pytest.approx(rows[:2].sum() / (0.75 * 2))
+    ddro_all = ddro_loss(t * 0.1, pref, 0.4, "lsif", reduction="per_class").item()
+    ddro_w = ddro_loss(t * 0.1, pref, 0.4, "lsif", reduction="per_class", dataset_preferred_fraction=0.75).item()
+    assert ddro_w == pytest.approx(ddro_all)
+    with pytest.raises(ValueError, match="dataset_preferred_fraction"):
+        rdro_loss(t, pref, 0.4, "per_class", dataset_preferred_fraction=1.0)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from rdro.extras import EXTRA_OF_MODULE
+
 # name -> (module implementing it, one-line description, extra it needs or None)
 SUBCOMMANDS: dict[str, tuple[str, str, str | None]] = {
     "verify": ("rdro.simulations.verify", "run the known-truth experiments E1-E6 and print claim / PASS-FAIL", None),
@@ -18,21 +20,6 @@ SUBCOMMANDS: dict[str, tuple[str, str, str | None]] = {
     "bench": ("rdro.llm.kernels.bench", "benchmark the fused log-prob kernels against the alternatives", None),
     "benchmark": ("rdro.llm.known_preference", "known-preference LLM benchmark (RDRO reaches p+?)", "llm"),
     "eval": ("rdro.llm.evaluation", "AlpacaEval 2 LC / BIG-Bench Hard evaluation of aligned models", "eval"),
-}
-
-# third-party modules whose absence means an extra is missing
-_EXTRA_OF_MODULE = {
-    "transformers": "llm",
-    "accelerate": "llm",
-    "peft": "llm",
-    "datasets": "llm",
-    "triton": "kernels",
-    "trl": "crosscheck",
-    "liger_kernel": "crosscheck",
-    "deepspeed": "deepspeed",
-    "wandb": "wandb",
-    "alpaca_eval": "eval",
-    "lm_eval": "eval",
 }
 
 
@@ -67,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
             print(f"rdro: the command {name!r} is not available in this version of rdro yet.", file=sys.stderr)
             return 2
-        if missing in _EXTRA_OF_MODULE:
-            needed = _EXTRA_OF_MODULE[missing]
+        if missing in EXTRA_OF_MODULE:
+            needed = EXTRA_OF_MODULE[missing]
             print(
                 f"rdro {name}: needs the optional package {missing!r}; install it with "
                 f"`pip install 'rdro[{needed}]'` (or `pip install -e '.[{needed}]'` from a checkout).",

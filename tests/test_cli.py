@@ -29,7 +29,7 @@ def test_missing_extra_names_the_extra(monkeypatch, capsys, tmp_path):
     mod = tmp_path / "rdro_fake_cmd.py"
     mod.write_text("import transformers_not_installed_xyz\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(cli._EXTRA_OF_MODULE, "transformers_not_installed_xyz", "llm")
+    monkeypatch.setitem(cli.EXTRA_OF_MODULE, "transformers_not_installed_xyz", "llm")
     monkeypatch.setitem(cli.SUBCOMMANDS, "fake", ("rdro_fake_cmd", "fake", "llm"))
     assert cli.main(["fake"]) == 2
     assert "rdro[llm]" in capsys.readouterr().err

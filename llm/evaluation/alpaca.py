@@ -37,6 +37,7 @@ import types
 from pathlib import Path
 from typing import Any
 
+from rdro.extras import import_optional
 from rdro.llm.evaluation.generation import ALPACA_EVAL_HUB_ID, download_alpaca_eval_file, meta_path
 from rdro.llm.evaluation.records import make_row, save_results
 
@@ -67,14 +68,7 @@ def import_alpaca_eval() -> types.ModuleType:
         compat.parse_version = Version
         compat.get_distribution = lambda name: types.SimpleNamespace(version=importlib.metadata.version(name))
         sys.modules["pkg_resources"] = compat
-    try:
-        return importlib.import_module("alpaca_eval")
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] == "alpaca_eval":
-            raise ModuleNotFoundError(
-                "AlpacaEval needs the optional package 'alpaca_eval': pip install 'rdro[eval]'", name="alpaca_eval"
-            ) from exc
-        raise
+    return import_optional("alpaca_eval", "AlpacaEval")
 
 
 @contextlib.contextmanager

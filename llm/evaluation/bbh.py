@@ -26,6 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rdro.extras import import_optional
 from rdro.llm.evaluation.records import make_row, save_results, write_json_atomic
 
 BBH_VARIANTS = {
@@ -38,14 +39,7 @@ BBH_VARIANTS = {
 
 def import_lm_eval():
     """Import ``lm_eval`` or say which extra installs it."""
-    try:
-        return importlib.import_module("lm_eval")
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] == "lm_eval":
-            raise ModuleNotFoundError(
-                "BBH needs the optional package 'lm-eval': pip install 'rdro[eval]'", name="lm_eval"
-            ) from exc
-        raise
+    return import_optional("lm_eval", "BBH")
 
 
 def task_manager(*include_paths: str | os.PathLike):

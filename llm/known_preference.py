@@ -25,8 +25,10 @@ On real preference data p+ is unknown. Here it is known by construction (shared/
      (m_x the class masses under π_ref) and α = ½ for every prompt by symmetry. The paired data (DPO) are
      these very comparisons: (winner, loser) = (chosen, rejected); split, they are the unpaired rows.
 
-   π_ref(·|x) is known exactly when the response space is small enough to enumerate (the quick world: τ_x, γ_x
-   and m_x from the exact distribution, so P(preferred | x) = α holds exactly); otherwise it is replaced by the
+   π_ref(·|x) is known exactly when the response space is small enough to enumerate (the quick world's 2-token
+   responses of a tiny vocabulary; SmolLM2's single-token responses in the full CPU configuration, where the space
+   is the vocabulary and π_ref(·|x) one softmax): τ_x, γ_x and m_x come from the exact distribution, so
+   P(preferred | x) = α holds exactly (``meta``: ``max_abs_preferred_prob_minus_alpha``); otherwise it is replaced by the
    empirical distribution of the pooled π_ref samples of that prompt (P(preferred | x) = α on that sample, up to
    its O(K^-1/2) sampling error under π_ref — reported in ``meta``).
 
@@ -41,15 +43,20 @@ On real preference data p+ is unknown. Here it is known by construction (shared/
      threshold world and 0 at π_θ = p+); ``dist_log_ratio`` = mean |t − log r_α| = |t − log(w/α)| over held-out
      rows with w > 0 (log r_α is finite there; 0 at the optimum); ``mean_t_w0`` = mean t over rows with w = 0,
      where log r_α = −∞ (it should fall); ``share_near_bound`` = share of preferred rows with
-     |t − log(1/α)| < 0.1.
+     |t − log(1/α)| < 0.1;
+   - **the whole response space** when it is enumerable: ``kl_pplus_exact`` = Σ_y p+ (log p+ − log π_θ) and
+     ``preferred_rate_exact`` = Σ_y π_θ w, averaged over the prompts — exact, so they also check the two estimates.
 
    Training dynamics (figure F8) come from the trainer's own log every step: gradient norm (before clipping),
    mean t per class, the share of preferred t within 0.1 of log(1/α). In the quick configuration the same is run on
    the trainer's shipped example dataset (``llm/data/arithmetic_preferences.jsonl``, off-policy, p+ unknown) for
    RDRO / DDRO / KTO (world ``"example"``); the full CPU configuration skips it to fit its time budget.
 
-   With SmolLM2 most responses reach ``max_new_tokens`` (10) before EOS, so "shorter" there mostly means fewer
-   characters in those tokens (shorter words, punctuation) or an early EOS.
+   With SmolLM2 and longer responses (``max_new_tokens`` = 10) most responses reach the limit before EOS, so
+   "shorter" there means fewer characters in those tokens; with single tokens it means a shorter first word piece
+   (or EOS, 0 characters). At the CPU budget the 10-token world is out of reach for every method — the
+   maximum-likelihood oracle SFT on the p+ samples included (held-out KL 0.66 → 0.63 in 64 steps at lr 1e-4, and
+   it rises at lr 5e-4) — so the full CPU configuration uses single tokens; the GPU configuration keeps 32.
 
 Results: :func:`run_known_preference` returns a result with a tidy ``table``, a ``summary``, ``checks`` (claims 2, 5
 and 6, thresholds stated in each check) and ``meta``; it is cached as JSON under ``cache_dir`` (each training
@@ -90,6 +97,9 @@ __all__ = [
     "sample_responses",
     "enumerate_responses",
     "ReferencePool",
+    "ExactSpace",
+    "exact_space",
+    "exact_response_logprobs",
     "sample_reference_pool",
     "build_world",
     "evaluate_policy",
@@ -191,19 +201,22 @@ class BenchmarkConfig:
 #: ≤ ~20 s: tiny Llama from a config, response space small enough to enumerate (exact π_ref, exact α).
 QUICK_CONFIG = BenchmarkConfig()
 
-#: CPU configuration: SmolLM2-135M-Instruct, LoRA (rank 8, top 4 of 30 layers), responses of ≤ 10 tokens, 32 prompts ×
-#: (8 training + 2 held-out) responses, 16 steps of 16 rows; 8 methods (threshold) + 3 (cyclic).
+#: CPU configuration: SmolLM2-135M-Instruct, LoRA (rank 8, top 4 of 30 layers), single-token responses — the response
+#: space is the vocabulary (49152 responses), so π_ref(·|x), α, p+ and KL(p+ ‖ π_θ) are exact — 64 prompts × (16
+#: training + 8 held-out) responses, 24 steps of 16 rows at lr 1e-3 (0.375 epoch); 8 methods (threshold) + 3 (cyclic).
+#: Ten-token responses (the previous configuration) leave every method, the maximum-likelihood oracle SFT on the p+
+#: samples included, within ~0.05 nats of its starting KL at this budget (closing note of stop 11).
 FULL_CONFIG = BenchmarkConfig(
     model="smollm2-135m-instruct",
-    n_prompts=32,
-    train_per_prompt=8,
-    heldout_per_prompt=2,
-    max_new_tokens=10,
-    steps=16,
+    n_prompts=64,
+    train_per_prompt=16,
+    heldout_per_prompt=8,
+    max_new_tokens=1,
+    steps=24,
     batch_size=16,
-    learning_rate=5e-4,
+    learning_rate=1e-3,
     eval_every=8,
-    fresh_prompts=8,
+    fresh_prompts=16,
     fresh_per_prompt=4,
     lora_r=8,
     lora_top_layers=4,
@@ -339,10 +352,13 @@ class _PromptRule:
         return cls(tau, gamma, at, lo, hi, masses)
 
     def weight(self, world: str, text: str) -> float:
-        s = response_score(text)
+        return self.weight_of_length(world, -response_score(text))
+
+    def weight_of_length(self, world: str, n_chars: float) -> float:
+        """w(x, y) of a response of ``n_chars`` characters (both rules depend on y only through its length)."""
         if world == "threshold":
-            return _threshold_w(s, self.tau, self.gamma)
-        return float(cyclic_class_weights(self.masses)[_length_class(-s, self.cut_lo, self.cut_hi)])
+            return _threshold_w(-float(n_chars), self.tau, self.gamma)
+        return float(cyclic_class_weights(self.masses)[_length_class(n_chars, self.cut_lo, self.cut_hi)])
 
     def length_class(self, text: str) -> int:
         return _length_class(-response_score(text), self.cut_lo, self.cut_hi)
@@ -422,7 +438,7 @@ def sample_responses(model, prompt_ids, n_per_prompt: int, max_new_tokens: int, 
         done = torch.zeros(rows, dtype=torch.bool)
         logp_sum = torch.zeros(rows, dtype=torch.float64)
         completions = [[] for _ in range(rows)]
-        for _ in range(max_new_tokens):
+        for step in range(max_new_tokens):
             logp = torch.log_softmax(logits.float(), dim=-1).cpu()
             tok = torch.multinomial(logp.exp(), 1, generator=gen).squeeze(1)
             live = ~done
@@ -430,7 +446,7 @@ def sample_responses(model, prompt_ids, n_per_prompt: int, max_new_tokens: int, 
             for b in torch.nonzero(live).flatten().tolist():
                 completions[b].append(int(tok[b]))
             done |= tok == eos_token_id
-            if bool(done.all()):
+            if bool(done.all()) or step == max_new_tokens - 1:
                 break
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             pos = pos + 1
@@ -479,6 +495,61 @@ def _sequence_logprobs(model, rows, pad_token_id: int, batch_size: int = 64) -> 
     return torch.cat(out).double().cpu().numpy() if out else np.zeros(0)
 
 
+@torch.no_grad()
+def _next_token_logprobs(model, prompt_ids, batch_size: int = 64) -> np.ndarray:
+    """log π(v | x) for every token v of the vocabulary after each prompt: [prompts, V] float64, one left-padded
+    forward pass per batch of prompts (the computation the sampler does for its first token)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(prompt_ids), batch_size):
+        chunk = prompt_ids[start : start + batch_size]
+        width = max(len(p) for p in chunk)
+        ids = torch.zeros((len(chunk), width), dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for b, p in enumerate(chunk):
+            ids[b, width - len(p) :] = torch.tensor(p)
+            mask[b, width - len(p) :] = 1
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
+                       use_cache=False).logits[:, -1]  # fmt: skip
+        out.append(torch.log_softmax(logits.float(), dim=-1).double().cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy()
+
+
+def exact_response_logprobs(model, prompt_ids, responses: list[list[int]], pad_token_id: int) -> np.ndarray:
+    """log π(y | x) of every enumerated response y (:func:`enumerate_responses`) after every prompt: [prompts,
+    responses] float64. Single-token responses take one forward pass per batch of prompts; longer ones go through
+    the trainer's log-prob path."""
+    if all(len(r) == 1 for r in responses):
+        return _next_token_logprobs(model, prompt_ids)[:, [r[0] for r in responses]]
+    return np.stack([
+        _sequence_logprobs(model, [{"input_ids": pid + r, "completion_start": len(pid)} for r in responses],
+                           pad_token_id, batch_size=2048)
+        for pid in prompt_ids
+    ])  # fmt: skip
+
+
+@dataclass
+class ExactSpace:
+    """The whole response space of an enumerable world: ``responses`` (token ids, :func:`enumerate_responses`),
+    their length in characters ``n_chars`` [R] and ``ref_logprob`` [prompts, R] = log π_ref(y | x) (each row's
+    probabilities sum to 1). With it KL(p+ ‖ π_θ) and E_{π_θ}[w] are computed exactly, without sampling."""
+
+    responses: list[list[int]]
+    n_chars: np.ndarray
+    ref_logprob: np.ndarray
+
+
+def exact_space(model, tok, prompt_ids, max_new_tokens: int) -> ExactSpace:
+    """Enumerate every response of at most ``max_new_tokens`` tokens and score it under π_ref (``model``)."""
+    responses = enumerate_responses(model.config.vocab_size, tok.eos_token_id, max_new_tokens)
+    n_chars = np.array([len(t.strip()) for t in tok.batch_decode(responses, skip_special_tokens=True)], dtype=float)
+    return ExactSpace(responses, n_chars, exact_response_logprobs(model, prompt_ids, responses, tok.pad_token_id))
+
+
 # ---------------------------------------------------------------------------
 # the world
 # ---------------------------------------------------------------------------
@@ -491,7 +562,9 @@ class KnownPreferenceWorld:
     ``train`` / ``heldout``: lists of rows ``{"prompt_index", "input_ids", "completion_start", "ref_logprob",
     "text", "w", "label", "pair_id"}`` (``pair_id``: the comparison / DPO pair, −1 when unpaired). ``rules``: the
     per-prompt rule state; ``alpha``: P(preferred | x) (α for threshold, ½ for cyclic); ``exact``: True when the
-    rule was fitted on the exact enumerated π_ref, False when on the pooled samples.
+    rule was fitted on the exact enumerated π_ref, False when on the pooled samples. ``space`` / ``space_w``
+    (enumerable worlds, when built with the :class:`ExactSpace`): every response and its weight w(x, y)
+    [prompts, responses], for the exact metrics of :func:`evaluate_policy`.
     """
 
     name: str
@@ -503,6 +576,8 @@ class KnownPreferenceWorld:
     heldout: list[dict]
     exact: bool
     meta: dict = field(default_factory=dict)
+    space: ExactSpace | None = None
+    space_w: np.ndarray | None = None
 
     def weight(self, prompt_index: int, text: str) -> float:
         return self.rules[prompt_index].weight(self.name, text)
@@ -563,10 +638,7 @@ def sample_reference_pool(model, tok, prompts: list[str], cfg: BenchmarkConfig, 
     vocab = model.config.vocab_size
     space = sum((vocab - 1) ** j for j in range(cfg.max_new_tokens)) + (vocab - 1) ** cfg.max_new_tokens
     exact = space <= 200_000 if exact is None else exact
-    enumerated = enumerate_responses(vocab, eos, cfg.max_new_tokens) if exact else None
-    enum_chars = (
-        np.array([len(t.strip()) for t in tok.batch_decode(enumerated, skip_special_tokens=True)]) if exact else None
-    )
+    enumerated = exact_space(model, tok, prompt_ids, cfg.max_new_tokens) if exact else None
     rows, dists = [], []
     for i, pid in enumerate(prompt_ids):
         mine = [
@@ -582,9 +654,8 @@ def sample_reference_pool(model, tok, prompts: list[str], cfg: BenchmarkConfig, 
         for r, lp in zip(held, _sequence_logprobs(model, held, tok.pad_token_id)):
             r["ref_logprob"] = float(lp)
         if exact:
-            logp = _sequence_logprobs(model, [{"input_ids": pid + c, "completion_start": len(pid)} for c in enumerated],
-                                      tok.pad_token_id, batch_size=2048)  # fmt: skip
-            chars, probs = enum_chars, np.exp(logp - np.logaddexp.reduce(logp))
+            logp = enumerated.ref_logprob[i]
+            chars, probs = enumerated.n_chars, np.exp(logp - np.logaddexp.reduce(logp))
         else:
             chars, probs = np.array([len(r["text"].strip()) for r in mine]), np.full(k, 1.0 / k)
         values = np.unique(chars)
@@ -593,10 +664,12 @@ def sample_reference_pool(model, tok, prompts: list[str], cfg: BenchmarkConfig, 
     return ReferencePool(list(prompts), prompt_ids, rows, dists, exact)
 
 
-def build_world(name: str, pool: ReferencePool, cfg: BenchmarkConfig, seed: int) -> KnownPreferenceWorld:
+def build_world(name: str, pool: ReferencePool, cfg: BenchmarkConfig, seed: int,
+                space: ExactSpace | None = None) -> KnownPreferenceWorld:  # fmt: skip
     """Fit the per-prompt rule of world ``name`` on the pool's length distributions, give every response its
     weight w(x, y) and draw its label (see the module docstring); the first ``train_per_prompt`` responses of each
-    prompt are the training rows, the rest the held-out rows."""
+    prompt are the training rows, the rest the held-out rows. ``space`` (the pool's :class:`ExactSpace`, exact
+    pools only): also weigh every response of the space, so the exact metrics can be computed."""
     if name not in WORLDS:
         raise ValueError(f"world must be one of {WORLDS}, got {name!r}")
     alpha = float(cfg.alpha) if name == "threshold" else 0.5
@@ -630,7 +703,18 @@ def build_world(name: str, pool: ReferencePool, cfg: BenchmarkConfig, seed: int)
         "mean_completion_tokens": float(np.mean([len(r["input_ids"]) - r["completion_start"] for r in train])),
         "target_preferred_rate": _target_preferred_rate(name, rules, alpha),
     }
-    return KnownPreferenceWorld(name, alpha, pool.prompts, pool.prompt_ids, rules, train, heldout, pool.exact, meta)
+    space_w = None
+    if space is not None:
+        if not pool.exact or space.ref_logprob.shape[0] != len(pool.prompts):
+            raise ValueError("space must be the ExactSpace of an exact pool with the same prompts")
+        lengths, where = np.unique(space.n_chars, return_inverse=True)
+        space_w = np.stack([np.array([r.weight_of_length(name, n) for n in lengths])[where] for r in rules])
+        ref_p = np.exp(space.ref_logprob)
+        # P(preferred | x) = Σ_y π_ref(y|x) w(x, y) = α for every prompt, and p+ = π_ref w / α sums to 1
+        meta["max_abs_preferred_prob_minus_alpha"] = float(np.max(np.abs((ref_p * space_w).sum(1) - alpha)))
+        meta["responses_enumerated"] = len(space.responses)
+    return KnownPreferenceWorld(name, alpha, pool.prompts, pool.prompt_ids, rules, train, heldout, pool.exact, meta,
+                                space, space_w)  # fmt: skip
 
 
 def _target_preferred_rate(world: str, rules: list[_PromptRule], alpha: float) -> float:
@@ -658,7 +742,11 @@ def evaluate_policy(model, world: KnownPreferenceWorld, tok, cfg: BenchmarkConfi
     ``dist_log_ratio`` = mean |t − log(w/α)| over held-out rows with w > 0; ``mean_t_w0`` = mean t where w = 0;
     ``share_near_bound`` = share of preferred rows with |t − log(1/α)| < 0.1; ``mean_t_preferred`` /
     ``mean_t_nonpreferred``; ``fresh_preferred_rate`` (± se) = mean w over fresh samples y ~ π_θ, and
-    ``fresh_mean_chars``. ``finite`` is False (and the rest NaN) when π_θ has non-finite log-probs."""
+    ``fresh_mean_chars``. ``finite`` is False (and the rest NaN) when π_θ has non-finite log-probs.
+
+    Enumerable worlds (``world.space`` set) add the exact values over the whole response space, averaged over the
+    prompts: ``kl_pplus_exact`` = Σ_y p+(y|x) (log p+(y|x) − log π_θ(y|x)) and ``preferred_rate_exact`` =
+    Σ_y π_θ(y|x) w(x, y) — no sampling error, so the estimates above can be checked against them."""
     held = world.heldout
     t = _sequence_logprobs(model, held, tok.pad_token_id) - np.array([r["ref_logprob"] for r in held])
     if not np.all(np.isfinite(t)):
@@ -673,8 +761,10 @@ def evaluate_policy(model, world: KnownPreferenceWorld, tok, cfg: BenchmarkConfi
                              cfg.max_new_tokens, tok.eos_token_id, seed, cfg.sample_batch_size)  # fmt: skip
     texts = [tok.decode(c, skip_special_tokens=True) for _, c, _ in fresh]
     rate, rate_se = _mean_se([world.weight(fresh_idx[i], s) for (i, _, _), s in zip(fresh, texts)])
+    exact = _exact_metrics(model, world, tok) if world.space is not None else {}
     return {
         "finite": True,
+        **exact,
         "kl_pplus": kl,
         "kl_pplus_se": kl_se,
         "dist_log_ratio": float(np.mean(np.abs(t[pos_w] - (np.log(w[pos_w]) - log_alpha)))),
@@ -687,6 +777,17 @@ def evaluate_policy(model, world: KnownPreferenceWorld, tok, cfg: BenchmarkConfi
         "fresh_mean_chars": float(np.mean([len(s.strip()) for s in texts])),
         "t_heldout": t.tolist(),
     }
+
+
+def _exact_metrics(model, world: KnownPreferenceWorld, tok) -> dict:
+    """KL(p+ ‖ π_θ) and E_{π_θ}[w] summed over the enumerated responses of every prompt, then averaged over prompts."""
+    space, w = world.space, world.space_w
+    log_pol = exact_response_logprobs(model, world.prompt_ids, space.responses, tok.pad_token_id)
+    pos = w > 0
+    log_pplus = space.ref_logprob + np.log(np.where(pos, w, 1.0)) - math.log(world.alpha)  # used where w > 0 only
+    kl = (np.where(pos, np.exp(log_pplus), 0.0) * np.where(pos, log_pplus - log_pol, 0.0)).sum(axis=1)
+    rate = (np.exp(log_pol) * w).sum(axis=1)
+    return {"kl_pplus_exact": float(kl.mean()), "preferred_rate_exact": float(rate.mean())}
 
 
 # ---------------------------------------------------------------------------
@@ -909,8 +1010,10 @@ def run_known_preference(quick: bool = True, cache_dir: str = ".rdro_cache/llm",
             rec["alpha"] = alpha
         else:
             if world_name not in worlds:
-                pool = pool or _load_or_sample_pool(model, tok, prompts, cfg, seed, run_dir, progress)
-                w = build_world(world_name, pool, cfg, seed)
+                if pool is None:
+                    pool = _load_or_sample_pool(model, tok, prompts, cfg, seed, run_dir, progress)
+                    space = exact_space(model, tok, pool.prompt_ids, cfg.max_new_tokens) if pool.exact else None
+                w = build_world(world_name, pool, cfg, seed, space)
                 worlds[world_name] = (w, {"step": 0, **evaluate_policy(model, w, tok, cfg, seed=seed * 1000 + 7)})
             world, step0 = worlds[world_name]
 
@@ -1012,7 +1115,16 @@ def _summarise(runs: dict) -> tuple[list, list]:
         summary.append(row)
     checks = []
     rdro = runs.get(("threshold", "rdro_per_class"))
-    if rdro and _final(rdro):
+    if rdro and _final(rdro) and "kl_pplus_exact" in _final(rdro):  # enumerable world: exact values, no SE
+        fin, start = _final(rdro), rdro["eval"][0]
+        checks.append(_check(2, "threshold world, RDRO per-class: exact KL(p+||pi_theta) final / initial",
+                             fin["kl_pplus_exact"] / start["kl_pplus_exact"], "< 1", fin["kl_pplus_exact"] < start["kl_pplus_exact"]))  # fmt: skip
+        checks.append(_check(2, "threshold world, RDRO per-class: exact preferred rate E_pi[w] - alpha",
+                             fin["preferred_rate_exact"] - rdro["alpha"], "> 0", fin["preferred_rate_exact"] > rdro["alpha"]))  # fmt: skip
+        gap = fin["kl_pplus"] - fin["kl_pplus_exact"]
+        checks.append(_check(2, "threshold world, RDRO per-class: held-out KL estimate - exact KL at the end (estimator check)",
+                             gap, "|.| < 3 SE", abs(gap) < 3 * fin["kl_pplus_se"]))  # fmt: skip
+    elif rdro and _final(rdro):
         fin, start = _final(rdro), rdro["eval"][0]
         checks.append(_check(2, "threshold world, RDRO per-class: KL(p+||pi_theta) final - initial (held-out preferred rows)",
                              fin["kl_pplus"] - start["kl_pplus"], "< -2 SE", fin["kl_pplus"] - start["kl_pplus"] < -2 * fin["kl_pplus_se"]))  # fmt: skip
@@ -1023,6 +1135,11 @@ def _summarise(runs: dict) -> tuple[list, list]:
     for other in ("kto", "dpo"):
         theirs = runs.get(("cyclic", other))
         if not (ours and theirs and _final(ours)):
+            continue
+        if "kl_pplus_exact" in _final(ours) and _final(theirs):
+            diff = _final(ours)["kl_pplus_exact"] - _final(theirs)["kl_pplus_exact"]
+            checks.append(_check(5, f"cyclic (non-BT) world: exact KL(p+||pi) RDRO per-class - {other.upper()} at the end",
+                                 diff, "< 0", diff < 0))  # fmt: skip
             continue
         pref = np.array(ours["heldout_preferred"])
         t_ours = np.array(_final(ours)["t_heldout"])[pref]

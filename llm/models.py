@@ -237,7 +237,8 @@ def sequence_logprobs_fused(model, input_ids, attention_mask, targets, chunk_siz
     """Fused path: run the model's own forward (so DDP / peft / autocast wrappers apply) with
     ``logits_to_keep`` = no position (the LM head sees an empty input), capture the decoder's final
     hidden states h [B, T, H] with a forward hook, and compute Σ_s log softmax(W h_s)[targets[b, s]]
-    with ``rdro.llm.kernels.sequence_logprobs`` (fp32 result, gradients to h and W). ``chunk_size``:
+    with ``rdro.llm.kernels.sequence_logprobs`` (fp32 result, gradients to h and W) on the scored positions only
+    (targets ≠ −100: prompt and padding positions never reach the LM head). ``chunk_size``:
     tokens per vocabulary pass of the op's torch path (its default when None); smaller = less memory."""
     from rdro.llm.kernels import sequence_logprobs
 
@@ -256,7 +257,15 @@ def sequence_logprobs_fused(model, input_ids, attention_mask, targets, chunk_siz
     finally:
         handle.remove()
     hidden = captured["hidden"]
-    return sequence_logprobs(hidden, head.weight, targets, bias=head.bias, ignore_index=-100, chunk_size=chunk_size)
+    # only the scored positions go through the LM head: prompt and padding positions (target −100) would cost the
+    # same [positions × V] work and contribute 0, so they are dropped before the op and the sums are re-formed
+    scored = targets != -100
+    seq_of_row = scored.nonzero(as_tuple=True)[0]
+    token_logp = sequence_logprobs(hidden[scored], head.weight, targets[scored], bias=head.bias, ignore_index=-100,
+                                   reduction="none", chunk_size=chunk_size)  # fmt: skip
+    return torch.zeros(targets.shape[0], dtype=token_logp.dtype, device=token_logp.device).index_add(
+        0, seq_of_row, token_logp
+    )
 
 
 @contextlib.contextmanager

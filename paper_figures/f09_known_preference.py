@@ -28,10 +28,13 @@ INFO = FigureInfo(
         "better, per-prompt threshold); bottom row: an intransitive rule (rock–paper–scissors over length classes, "
         "claim 5). Left: estimated KL(p+ ‖ π_θ) on held-out preferred π_ref rows (0 at π_θ = p+). Middle: mean "
         "|t − log r_α| on held-out rows. Right: preferred rate of fresh samples from π_θ (dotted: α, the rate of "
-        "π_ref; dashed: the rate of p+). Bands: ±1.96 standard errors. Model and sizes in the metadata below."
+        "π_ref; dashed: the rate of p+). Bands: ±1.96 standard errors. When the response space is enumerable (the "
+        "tiny model's 2-token responses, SmolLM2's single-token responses) the left and right panels show the exact "
+        "KL(p+ ‖ π_θ) and E_π_θ[w] summed over every response instead (no band: no sampling error). Model and sizes "
+        "in the metadata below."
     ),
     claims=(2, 5),
-    compute_version=1,
+    compute_version=2,
 )
 
 METRICS = (  # (metric, its standard error or None, axis label)
@@ -39,6 +42,11 @@ METRICS = (  # (metric, its standard error or None, axis label)
     ("dist_log_ratio", None, "mean |t − log r_α| (nats)"),
     ("fresh_preferred_rate", "fresh_preferred_rate_se", "preferred rate of samples from π_θ"),
 )
+#: enumerable worlds: the exact value replaces the sampled estimate in a panel (metric → (exact metric, axis label))
+EXACT = {
+    "kl_pplus": ("kl_pplus_exact", "KL(p+ ‖ π_θ), exact (nats)"),
+    "fresh_preferred_rate": ("preferred_rate_exact", "preferred rate E_π_θ[w], exact"),
+}
 WORLDS = ("threshold", "cyclic")
 
 
@@ -57,6 +65,8 @@ def compute(settings: RunSettings) -> dict:
                 entry[metric] = column(rows, metric)
                 if se:
                     entry[se] = column(rows, se)
+                if metric in EXACT:
+                    entry[EXACT[metric][0]] = column(rows, EXACT[metric][0])
             series[f"{world}/{row['method']}"] = entry
     return {
         "figure": INFO.figure_id,
@@ -64,6 +74,11 @@ def compute(settings: RunSettings) -> dict:
         "checks": checks_from_result(kp, "known_preference", where=lambda c: c.get("claim") in (2, 5)),
         "meta": {"known_preference": kp["meta"]},
     }
+
+
+def _has_values(series: dict, key: str) -> bool:
+    """True when ``series[key]`` has a finite value (a diverged run's later evaluations are NaN)."""
+    return bool(np.isfinite(np.asarray(series.get(key, [np.nan]), dtype=float)).any())
 
 
 def draw(results: dict):
@@ -76,11 +91,16 @@ def draw(results: dict):
         methods = [k.split("/", 1)[1] for k in d["series"] if k.startswith(world + "/")]
         for c, (metric, se, ylabel) in enumerate(METRICS):
             ax = axes[r * 3 + c]
+            exact = EXACT.get(metric)
+            if exact and not all(_has_values(d["series"][f"{world}/{m}"], exact[0]) for m in methods):
+                exact = None
+            if exact:
+                ylabel = exact[1]
             for i, method in enumerate(methods):
                 s = d["series"][f"{world}/{method}"]
-                y = np.asarray(s[metric], dtype=float)
+                y = np.asarray(s[exact[0] if exact else metric], dtype=float)
                 lo = hi = None
-                if se:
+                if se and not exact:
                     half = 1.96 * np.asarray(s[se], dtype=float)
                     lo, hi = y - half, y + half
                 style = method_style(method, i)
@@ -99,6 +119,12 @@ def draw(results: dict):
                         )
                     )
                 ax.legend(handles=refs, loc="center right", fontsize=6.5)
+            drawn = [
+                np.asarray(d["series"][f"{world}/{m}"][exact[0] if exact else metric], dtype=float) for m in methods
+            ]
+            if c < 2 and all((v[np.isfinite(v)] > 0).all() for v in drawn):
+                ax.set_yscale("log")  # KL and |t − log r_α| span orders of magnitude between methods
+                ylabel += ", log scale"
             ax.set_xlabel("training step")
             ax.set_ylabel(ylabel)
             ax.set_title(f"({'abcdef'[r * 3 + c]}) {world_titles.get(world, world)}")

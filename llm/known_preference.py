@@ -397,6 +397,19 @@ def _prompt_ids(tok, prompt: str, system_prompt: str) -> list[int]:
 # ---------------------------------------------------------------------------
 
 
+def _left_padded(prompts: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask, position_ids) of prompts padded on the left, so every last position is a prompt's
+    last token (id 0 and mask 0 in the padding; positions count from each prompt's first token)."""
+    width = max(len(p) for p in prompts)
+    ids = torch.zeros((len(prompts), width), dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for b, p in enumerate(prompts):
+        ids[b, width - len(p) :] = torch.tensor(p)
+        mask[b, width - len(p) :] = 1
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids.to(device), mask.to(device), pos.to(device)
+
+
 @torch.no_grad()
 def sample_responses(model, prompt_ids, n_per_prompt: int, max_new_tokens: int, eos_token_id: int, seed: int,
                      batch_size: int = 64, progress: bool = False):  # fmt: skip
@@ -419,18 +432,12 @@ def sample_responses(model, prompt_ids, n_per_prompt: int, max_new_tokens: int, 
     out = []
     for start in tqdm(range(0, len(prompt_ids), per_batch), desc="sampling", disable=not progress, leave=False):
         idx = list(range(start, min(start + per_batch, len(prompt_ids))))
-        width = max(len(prompt_ids[i]) for i in idx)
-        ids = torch.zeros((len(idx), width), dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        for b, i in enumerate(idx):
-            p = prompt_ids[i]
-            ids[b, width - len(p) :] = torch.tensor(p)
-            mask[b, width - len(p) :] = 1
-        ids, mask = ids.to(device), mask.to(device)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        res = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+        ids, mask, pos = _left_padded([prompt_ids[i] for i in idx], device)
+        more = max_new_tokens > 1  # a KV cache only when a second token follows
+        res = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=more)
         past = res.past_key_values
-        past.batch_repeat_interleave(n_per_prompt)  # one prompt pass, n_per_prompt continuations
+        if more:
+            past.batch_repeat_interleave(n_per_prompt)  # one prompt pass, n_per_prompt continuations
         logits = res.logits[:, -1].repeat_interleave(n_per_prompt, dim=0)
         mask = mask.repeat_interleave(n_per_prompt, dim=0)
         pos = pos[:, -1:].repeat_interleave(n_per_prompt, dim=0)
@@ -504,16 +511,8 @@ def _next_token_logprobs(model, prompt_ids, batch_size: int = 64) -> np.ndarray:
     model.eval()
     out = []
     for start in range(0, len(prompt_ids), batch_size):
-        chunk = prompt_ids[start : start + batch_size]
-        width = max(len(p) for p in chunk)
-        ids = torch.zeros((len(chunk), width), dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for b, p in enumerate(chunk):
-            ids[b, width - len(p) :] = torch.tensor(p)
-            mask[b, width - len(p) :] = 1
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
-                       use_cache=False).logits[:, -1]  # fmt: skip
+        ids, mask, pos = _left_padded(prompt_ids[start : start + batch_size], device)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).logits[:, -1]
         out.append(torch.log_softmax(logits.float(), dim=-1).double().cpu())
     model.train(was_training)
     return torch.cat(out).numpy()
@@ -563,7 +562,7 @@ class KnownPreferenceWorld:
     "text", "w", "label", "pair_id"}`` (``pair_id``: the comparison / DPO pair, −1 when unpaired). ``rules``: the
     per-prompt rule state; ``alpha``: P(preferred | x) (α for threshold, ½ for cyclic); ``exact``: True when the
     rule was fitted on the exact enumerated π_ref, False when on the pooled samples. ``space`` / ``space_w``
-    (enumerable worlds, when built with the :class:`ExactSpace`): every response and its weight w(x, y)
+    (enumerable worlds, whose pool carries its :class:`ExactSpace`): every response and its weight w(x, y)
     [prompts, responses], for the exact metrics of :func:`evaluate_policy`.
     """
 
@@ -614,7 +613,8 @@ class ReferencePool:
     "input_ids", "completion_start", "text", "sample_logprob" (the sampler's sum), "ref_logprob" (log π_ref: the
     sampler's sum for training rows, the trainer's log-prob path for held-out rows)}``. ``length_dist[i]``: ``(values, probs)`` — the distribution of the response length in characters
     under π_ref(·|x_i): exact (enumerated responses) when ``exact``, else the empirical one of the pooled samples.
-    Both rules depend on y only through this length, so this is all they need to be fitted.
+    Both rules depend on y only through this length, so this is all they need to be fitted. ``space``: the
+    :class:`ExactSpace` of an exact pool (left out of the JSON cache, recomputed once after loading it).
     """
 
     prompts: list[str]
@@ -622,6 +622,10 @@ class ReferencePool:
     rows: list[list[dict]]
     length_dist: list[tuple[list[float], list[float]]]
     exact: bool
+    space: ExactSpace | None = None  # exact pools: the enumerated space (not cached: recomputed after a load)
+
+    def to_json_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "space"}
 
 
 def sample_reference_pool(model, tok, prompts: list[str], cfg: BenchmarkConfig, seed: int, progress: bool = False,
@@ -661,15 +665,14 @@ def sample_reference_pool(model, tok, prompts: list[str], cfg: BenchmarkConfig, 
         values = np.unique(chars)
         dists.append((values.astype(float).tolist(), [float(probs[chars == v].sum()) for v in values]))
         rows.append(mine)
-    return ReferencePool(list(prompts), prompt_ids, rows, dists, exact)
+    return ReferencePool(list(prompts), prompt_ids, rows, dists, exact, enumerated)
 
 
-def build_world(name: str, pool: ReferencePool, cfg: BenchmarkConfig, seed: int,
-                space: ExactSpace | None = None) -> KnownPreferenceWorld:  # fmt: skip
+def build_world(name: str, pool: ReferencePool, cfg: BenchmarkConfig, seed: int) -> KnownPreferenceWorld:
     """Fit the per-prompt rule of world ``name`` on the pool's length distributions, give every response its
     weight w(x, y) and draw its label (see the module docstring); the first ``train_per_prompt`` responses of each
-    prompt are the training rows, the rest the held-out rows. ``space`` (the pool's :class:`ExactSpace`, exact
-    pools only): also weigh every response of the space, so the exact metrics can be computed."""
+    prompt are the training rows, the rest the held-out rows. When the pool carries its :class:`ExactSpace`, every
+    response of the space is weighed too, so the exact metrics can be computed."""
     if name not in WORLDS:
         raise ValueError(f"world must be one of {WORLDS}, got {name!r}")
     alpha = float(cfg.alpha) if name == "threshold" else 0.5
@@ -703,10 +706,8 @@ def build_world(name: str, pool: ReferencePool, cfg: BenchmarkConfig, seed: int,
         "mean_completion_tokens": float(np.mean([len(r["input_ids"]) - r["completion_start"] for r in train])),
         "target_preferred_rate": _target_preferred_rate(name, rules, alpha),
     }
-    space_w = None
+    space, space_w = pool.space, None
     if space is not None:
-        if not pool.exact or space.ref_logprob.shape[0] != len(pool.prompts):
-            raise ValueError("space must be the ExactSpace of an exact pool with the same prompts")
         lengths, where = np.unique(space.n_chars, return_inverse=True)
         space_w = np.stack([np.array([r.weight_of_length(name, n) for n in lengths])[where] for r in rules])
         ref_p = np.exp(space.ref_logprob)
@@ -928,9 +929,12 @@ def _load_or_sample_pool(model, tok, prompts, cfg, seed, run_dir, progress) -> R
     path = os.path.join(run_dir, "reference_pool.json")
     if os.path.isfile(path):
         with open(path) as f:
-            return ReferencePool(**json.load(f))
+            pool = ReferencePool(**json.load(f))
+        if pool.exact:
+            pool.space = exact_space(model, tok, pool.prompt_ids, cfg.max_new_tokens)
+        return pool
     pool = sample_reference_pool(model, tok, prompts, cfg, seed, progress)
-    _atomic_json(path, dataclasses.asdict(pool))
+    _atomic_json(path, pool.to_json_dict())
     return pool
 
 
@@ -1010,10 +1014,8 @@ def run_known_preference(quick: bool = True, cache_dir: str = ".rdro_cache/llm",
             rec["alpha"] = alpha
         else:
             if world_name not in worlds:
-                if pool is None:
-                    pool = _load_or_sample_pool(model, tok, prompts, cfg, seed, run_dir, progress)
-                    space = exact_space(model, tok, pool.prompt_ids, cfg.max_new_tokens) if pool.exact else None
-                w = build_world(world_name, pool, cfg, seed, space)
+                pool = pool or _load_or_sample_pool(model, tok, prompts, cfg, seed, run_dir, progress)
+                w = build_world(world_name, pool, cfg, seed)
                 worlds[world_name] = (w, {"step": 0, **evaluate_policy(model, w, tok, cfg, seed=seed * 1000 + 7)})
             world, step0 = worlds[world_name]
 

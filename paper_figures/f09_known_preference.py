@@ -96,9 +96,11 @@ def draw(results: dict):
                 exact = None
             if exact:
                 ylabel = exact[1]
+            drawn = []
             for i, method in enumerate(methods):
                 s = d["series"][f"{world}/{method}"]
                 y = np.asarray(s[exact[0] if exact else metric], dtype=float)
+                drawn.append(y)
                 lo = hi = None
                 if se and not exact:
                     half = 1.96 * np.asarray(s[se], dtype=float)
@@ -119,9 +121,6 @@ def draw(results: dict):
                         )
                     )
                 ax.legend(handles=refs, loc="center right", fontsize=6.5)
-            drawn = [
-                np.asarray(d["series"][f"{world}/{m}"][exact[0] if exact else metric], dtype=float) for m in methods
-            ]
             if c < 2 and all((v[np.isfinite(v)] > 0).all() for v in drawn):
                 ax.set_yscale("log")  # KL and |t − log r_α| span orders of magnitude between methods
                 ylabel += ", log scale"

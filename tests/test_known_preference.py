@@ -2,6 +2,7 @@
 enumerated response space, a miniature end-to-end run, and bad inputs."""
 
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -144,8 +145,8 @@ def test_exact_metrics_match_brute_force_and_closed_forms(tiny_pool, world_name)
     import torch
 
     model, tok, pool = tiny_pool
-    space = kp.exact_space(model, tok, pool.prompt_ids, TINY.max_new_tokens)
-    world = kp.build_world(world_name, pool, TINY, seed=0, space=space)
+    assert pool.space is not None and len(pool.space.responses) == pool.space.ref_logprob.shape[1]
+    world = kp.build_world(world_name, pool, TINY, seed=0)
     assert world.meta["max_abs_preferred_prob_minus_alpha"] < 1e-6
     perturbed = kp._load_policy(TINY, seed=0)[0]
     with torch.no_grad():
@@ -185,6 +186,29 @@ def test_single_token_space_is_one_forward_pass_per_prompt_batch(tiny_pool):
         np.testing.assert_allclose(
             space.ref_logprob[i], kp._sequence_logprobs(model, rows, tok.pad_token_id), atol=1e-5
         )
+
+
+def test_single_token_samples_carry_their_exact_logprob(tiny_pool):
+    """The sampler's 1-token path (no KV cache) returns the log-prob of the token drawn under the next-token
+    distribution."""
+    model, tok, pool = tiny_pool
+    space = kp.exact_space(model, tok, pool.prompt_ids[:2], max_new_tokens=1)
+    index = {tuple(r): j for j, r in enumerate(space.responses)}
+    samples = kp.sample_responses(model, pool.prompt_ids[:2], 6, 1, tok.eos_token_id, seed=3)
+    assert len(samples) == 12
+    for i, completion, logp in samples:
+        assert len(completion) == 1
+        assert logp == pytest.approx(space.ref_logprob[i, index[tuple(completion)]], abs=1e-5)
+
+
+def test_cached_pool_gets_its_exact_space_back(tmp_path):
+    model, tok = kp._load_policy(TINY, seed=0)
+    prompts = kp.make_prompts(TINY.n_prompts, seed=0)
+    fresh = kp._load_or_sample_pool(model, tok, prompts, TINY, 0, str(tmp_path), False)
+    loaded = kp._load_or_sample_pool(model, tok, prompts, TINY, 0, str(tmp_path), False)
+    assert "space" not in json.loads((tmp_path / "reference_pool.json").read_text())  # not in the JSON cache
+    assert loaded.rows == fresh.rows and loaded.space.responses == fresh.space.responses
+    np.testing.assert_allclose(loaded.space.ref_logprob, fresh.space.ref_logprob, atol=1e-9)
 
 
 def test_labels_follow_the_rule(tiny_pool):

@@ -169,11 +169,16 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with tempfile.TemporaryDirectory() as work:
         for which in trainers:
-            results.append(
-                measure(which, rows, tok, config, args.steps, args.warmup, args.batch_size, args.seq_len, work)
-            )
-            print(json.dumps(results[-1]))
-    by = {r["trainer"]: r for r in results}
+            try:
+                results.append(
+                    measure(which, rows, tok, config, args.steps, args.warmup, args.batch_size, args.seq_len, work)
+                )
+            except Exception as exc:  # e.g. an OOM or a library mismatch in one trainer: recorded, the others still run
+                results.append({"trainer": which, "error": f"{type(exc).__name__}: {exc}"[:400]})
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            print(json.dumps(results[-1]), flush=True)
+    by = {r["trainer"]: r for r in results if "error" not in r}
     ratios = {}
     if "rdro" in by:
         for other in ("trl_kto", "trl_kto_liger"):
@@ -195,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                "versions": {"torch": torch.__version__, "python": platform.python_version()}}  # fmt: skip
     atomic_write_text(args.out, json.dumps(payload, indent=1))
     print(json.dumps(ratios, indent=1))
-    return 0
+    return 1 if any("error" in r for r in results) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,26 +1,60 @@
 #!/usr/bin/env bash
-# One-command GPU check of rdro's log-prob kernels: correctness on CUDA, then `rdro bench logprobs` at the anchor shapes.
-# Run from anywhere on a machine with a CUDA GPU (< 8 minutes on an H100):
-#   bash llm/kernels/gpu_check.sh [OUT_DIR]
-# Optional wheels (Liger-Kernel, cut-cross-entropy) in .whl/ at the repository root are installed first.
-set -euo pipefail
+# One-command GPU check of rdro's log-prob kernels and trainer (under 10 minutes on an H100/H200):
+#   1. correctness of the compiled Triton kernels at real vocabulary sizes (default blocks);
+#   2. tuning: block sizes / backward GEMM / slab width measured on this GPU (python -m rdro.llm.kernels.tune);
+#   3. `rdro bench logprobs` with the tuned kernels beside naive, Liger-Kernel and cut-cross-entropy;
+#   4. `rdro benchmark throughput`: rdro's trainer vs TRL KTOTrainer (± Liger) on the Qwen2.5-0.5B architecture;
+#   5. the full Triton correctness sweep with the tuned kernels.
+# Usage: bash llm/kernels/gpu_check.sh [OUT_DIR]. Optional wheels (Liger-Kernel, cut-cross-entropy, trl, ...) in
+# .whl/ at the repository root are installed first. Each step has its own time limit; one failing step does not stop
+# the others. Everything lands in OUT_DIR: log, tuning.json, tuning_report.json, bench_logprobs.json,
+# trainer_throughput.json.
+set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT_DIR="${1:-${OUT:-results}}"
-mkdir -p "$OUT_DIR"
+mkdir -p "$OUT_DIR" && OUT_DIR="$(cd "$OUT_DIR" && pwd)"
+LOG="$OUT_DIR/log"
 PY="${PYTHON:-python3}"
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+step() { echo "=== $(date +%T) $*" | tee -a "$LOG"; }
 if ls .whl/*.whl >/dev/null 2>&1; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
-if ! "$PY" -c "import rdro.llm.kernels" 2>/dev/null; then
-  "$PY" -m pip install -q --no-deps --no-build-isolation -e . >/dev/null
+if ! "$PY" -c "import rdro.llm.kernels" 2>/dev/null; then  # not installed: the pyproject's package-dir map as links
+  SRC="$(mktemp -d)"; mkdir "$SRC/rdro"
+  for f in "$PWD"/rdro/*; do ln -s "$f" "$SRC/rdro/"; done
+  for d in theory simulations llm paper_figures; do ln -s "$PWD/$d" "$SRC/rdro/$d"; done
+  export PYTHONPATH="$SRC${PYTHONPATH:+:$PYTHONPATH}"
 fi
-"$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA GPU visible'; print(torch.cuda.get_device_name())"
-nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv || true
-# correctness: the CUDA tests at real vocabulary sizes plus the Triton sweep (marked slow) and the torch-path tests
-timeout 240 "$PY" -m pytest tests/test_kernels_triton.py tests/test_kernels.py -q -x --runslow \
-  -k "not inductor" 2>&1 | tee "$OUT_DIR/kernels_tests.log"
-# benchmark: rdro vs naive vs Liger-Kernel vs cut-cross-entropy, N = 8192 and 32768, bf16
-timeout 300 "$PY" -m rdro.llm.kernels.bench logprobs --out "$OUT_DIR/bench_logprobs.json" --reps 10 --warmup 3 \
-  2>&1 | tee "$OUT_DIR/bench_logprobs.log"
+step environment
+{ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv
+  "$PY" -c "
+import importlib, torch
+print('torch', torch.__version__, torch.cuda.get_device_name())
+for m in ('triton', 'transformers', 'trl', 'peft', 'accelerate', 'datasets', 'liger_kernel', 'cut_cross_entropy'):
+    try:
+        print(m, getattr(importlib.import_module(m), '__version__', '?'))
+    except Exception as e:
+        print(m, 'MISSING', type(e).__name__, e)
+a = torch.ones(4, 4, device='cuda', dtype=torch.bfloat16)
+try:
+    print('mm out_dtype', torch.mm(a, a, out_dtype=torch.float32).dtype)
+except Exception as e:
+    print('mm out_dtype unsupported', type(e).__name__)
+"; } 2>&1 | tee -a "$LOG"
+step "1 correctness at model vocabulary sizes (default blocks)"
+timeout 50 "$PY" -m pytest tests/test_kernels_triton.py -q -k "model_vocabulary" 2>&1 | tail -5 | tee -a "$LOG"
+step "2 tuning"
+timeout 130 "$PY" -m rdro.llm.kernels.tune --out "$OUT_DIR/tuning.json" --report "$OUT_DIR/tuning_report.json" 2>&1 \
+  | tee -a "$LOG"
+[ -s "$OUT_DIR/tuning.json" ] && export RDRO_TRITON_TUNING="$OUT_DIR/tuning.json"
+step "3 bench logprobs (tuning: ${RDRO_TRITON_TUNING:-none})"
+timeout 180 "$PY" -m rdro.llm.kernels.bench logprobs --out "$OUT_DIR/bench_logprobs.json" --reps 10 --warmup 3 2>&1 \
+  | grep -v "it/s\]$" | tee -a "$LOG"
+step "4 trainer throughput"
+timeout 140 "$PY" -m rdro.llm.trainer_throughput --steps 8 --warmup 2 --batch-size 4 --seq-len 1024 \
+  --out "$OUT_DIR/trainer_throughput.json" 2>&1 | grep -v "Warning\|warn(" | tail -30 | tee -a "$LOG"
+step "5 Triton correctness sweep with the tuned kernels"
+timeout 60 "$PY" -m pytest tests/test_kernels_triton.py -q --runslow 2>&1 | tail -8 | tee -a "$LOG"
+step done

@@ -29,7 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
-__all__ = ["triton_token_logprobs", "triton_token_logprobs_backward", "backward_tiling"]
+__all__ = ["TUNING", "set_tuning", "triton_token_logprobs", "triton_token_logprobs_backward", "backward_tiling"]
 
 
 def _interpreted() -> bool:
@@ -241,10 +241,53 @@ def _matmul_accumulate_kernel(
 # ---------------------------------------------------------------------------
 
 
-def _tile_config(dtype: torch.dtype) -> dict:
-    """Block sizes: small under the interpreter (speed), tensor-core sized on a GPU."""
+#: Block sizes and backward options measured on a GPU (``rdro.llm.kernels.tune``), for bf16/fp16 inputs on CUDA.
+#: Keys: "forward" and "grad" (tile blocks of the fused kernels: BLOCK_N, BLOCK_V, BLOCK_H, num_warps, num_stages),
+#: "gemm" ("triton": the Triton GEMM below; "torch": cuBLAS through torch), "slab_vocab", "budget_mib" (backward
+#: buffer budget). A missing key keeps the built-in default. The environment variable RDRO_TRITON_TUNING may name a
+#: JSON file with such a dict (read at import), which is how the tuner hands its choice to the benchmark.
+TUNING: dict = {}
+_TUNING_KEYS = {"forward", "grad", "gemm", "slab_vocab", "budget_mib"}
+_BLOCK_KEYS = {"BLOCK_N", "BLOCK_V", "BLOCK_H", "num_warps", "num_stages"}
+
+
+def set_tuning(tuning: dict) -> None:
+    """Replace :data:`TUNING` after checking its keys and values (ValueError naming the bad entry)."""
+    unknown = set(tuning) - _TUNING_KEYS
+    if unknown:
+        raise ValueError(f"tuning has unknown keys {sorted(unknown)}; expected some of {sorted(_TUNING_KEYS)}")
+    for key in ("forward", "grad"):
+        if key in tuning and set(tuning[key]) != _BLOCK_KEYS:
+            raise ValueError(f"tuning[{key!r}] must have exactly the keys {sorted(_BLOCK_KEYS)}, got {tuning[key]}")
+    if tuning.get("gemm", "triton") not in ("triton", "torch"):
+        raise ValueError(f"tuning['gemm'] must be 'triton' or 'torch', got {tuning['gemm']!r}")
+    for key in ("slab_vocab", "budget_mib"):
+        if key in tuning and not (isinstance(tuning[key], int) and tuning[key] > 0):
+            raise ValueError(f"tuning[{key!r}] must be a positive int, got {tuning[key]!r}")
+    TUNING.clear()
+    TUNING.update(tuning)
+
+
+def _load_tuning_from_environment() -> None:
+    import json
+    import os
+
+    path = os.environ.get("RDRO_TRITON_TUNING")
+    if path:
+        set_tuning(json.loads(open(path).read()))
+
+
+def _tuned(dtype: torch.dtype) -> dict:
+    """The measured tuning where it applies (compiled kernels, 16-bit inputs), else {}."""
+    return TUNING if dtype != torch.float32 and not _interpreted() else {}
+
+
+def _tile_config(dtype: torch.dtype, kernel: str = "forward") -> dict:
+    """Block sizes: small under the interpreter (speed), tensor-core sized on a GPU; ``kernel`` ∈ {forward, grad}."""
     if _interpreted():
         return dict(BLOCK_N=16, BLOCK_V=16, BLOCK_H=16)
+    if kernel in _tuned(dtype):
+        return dict(_tuned(dtype)[kernel])
     if dtype == torch.float32:
         return dict(BLOCK_N=64, BLOCK_V=64, BLOCK_H=32, num_warps=4, num_stages=3)
     return dict(BLOCK_N=128, BLOCK_V=128, BLOCK_H=64, num_warps=8, num_stages=3)
@@ -268,6 +311,26 @@ def _matmul_accumulate(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, accumu
         a, b, c, m_size, n_size, k_size, *a.stride(), *b.stride(), *c.stride(),
         ACCUMULATE=accumulate, PRECISION=_dot_precision(a.dtype), UPCAST=_upcast(a.dtype), **cfg,
     )  # fmt: skip
+
+
+def _torch_matmul_accumulate(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, accumulate: bool) -> None:
+    """The same contract as :func:`_matmul_accumulate` through torch (cuBLAS on CUDA): products accumulated in fp32
+    and one rounding to c.dtype. c of a's dtype: addmm with β = 1 (cuBLAS adds C in its fp32 epilogue); an fp32 c
+    for 16-bit a, b: an fp32-output product added to it."""
+    if c.dtype == a.dtype:
+        if accumulate:
+            c.addmm_(a, b)
+        else:
+            torch.mm(a, b, out=c)
+        return
+    try:
+        product = torch.mm(a, b, out_dtype=c.dtype)  # CUDA: 16-bit operands, fp32 accumulator and output
+    except (RuntimeError, TypeError, NotImplementedError):  # CPU tensors (the interpreter's tests) and older torch:
+        product = torch.mm(a, b).to(c.dtype)  # one more rounding of this partial product to a's dtype
+    if accumulate:
+        c.add_(product)
+    else:
+        c.copy_(product)
 
 
 def triton_token_logprobs(
@@ -309,10 +372,13 @@ def triton_token_logprobs(
     return logp, lse
 
 
-def backward_tiling(n_rows: int, width: int, vocab: int, itemsize: int, budget_bytes: int = 48 * 2**20):
-    """(chunk_tokens, slab_vocab) for the backward: a slab of ≤ 4096 vocabulary columns and as many tokens (multiple
-    of 128, ≥ 128) as fit ``budget_bytes`` for the G slab (itemsize each) plus the fp32 [chunk, H] accumulator."""
-    slab = min(vocab, 4096)
+def backward_tiling(
+    n_rows: int, width: int, vocab: int, itemsize: int, budget_bytes: int = 48 * 2**20, max_slab: int = 4096
+):
+    """(chunk_tokens, slab_vocab) for the backward: a slab of ≤ ``max_slab`` vocabulary columns and as many tokens
+    (multiple of 128, ≥ 128) as fit ``budget_bytes`` for the G slab (itemsize each) plus the fp32 [chunk, H]
+    accumulator."""
+    slab = min(vocab, max_slab)
     chunk = budget_bytes // (4 * width + itemsize * slab)
     chunk = max(128, (chunk // 128) * 128)
     return min(chunk, n_rows), slab
@@ -332,21 +398,29 @@ def triton_token_logprobs_backward(
     need_bias: bool,
     chunk_tokens: int | None = None,
     slab_vocab: int | None = None,
+    gemm: str | None = None,
 ):
     """(∂L/∂h, ∂L/∂W, ∂L/∂b) — None where not needed — from g = ∂L/∂log π, recomputing logits tiles (module doc)."""
     n_rows, width = hidden.shape
     vocab = weight.shape[0]
     dev = hidden.device
     dtype = hidden.dtype
-    default_chunk, default_slab = backward_tiling(n_rows, width, vocab, hidden.element_size())
+    tuned = _tuned(dtype)
+    default_chunk, default_slab = backward_tiling(
+        n_rows, width, vocab, hidden.element_size(), tuned.get("budget_mib", 48) * 2**20, tuned.get("slab_vocab", 4096)
+    )
     chunk_tokens = chunk_tokens or default_chunk
     slab_vocab = slab_vocab or default_slab
     g = torch.where(targets != ignore_index, grad_logp.float(), 0.0).contiguous()
     grad_hidden = torch.empty_like(hidden) if need_hidden else None
     grad_weight = torch.zeros_like(weight) if need_weight else None  # zeros: N = 0 leaves it untouched
     grad_bias32 = torch.zeros(vocab, dtype=torch.float32, device=dev) if need_bias else None
-    cfg = _tile_config(dtype)
+    cfg = _tile_config(dtype, "grad")
     precision = _dot_precision(dtype)
+    gemm = gemm or _tuned(dtype).get("gemm", "triton")
+    if gemm not in ("triton", "torch"):
+        raise ValueError(f"gemm must be 'triton' or 'torch', got {gemm!r}")
+    matmul = _matmul_accumulate if gemm == "triton" else _torch_matmul_accumulate
     bias_arg = bias if bias is not None else hidden
     max_rows = min(chunk_tokens, n_rows)
     g_buffer = torch.empty(max_rows * min(slab_vocab, vocab), dtype=dtype, device=dev)
@@ -365,12 +439,15 @@ def triton_token_logprobs_backward(
                 HAS_BIAS=bias is not None, PRECISION=precision, UPCAST=_upcast(dtype), **cfg,
             )  # fmt: skip
             if need_hidden:
-                _matmul_accumulate(grad_z, weight[v0:v1], acc_hidden[:rows], accumulate=s_idx > 0)
+                matmul(grad_z, weight[v0:v1], acc_hidden[:rows], accumulate=s_idx > 0)
             if need_weight:
-                _matmul_accumulate(grad_z.T, h_chunk, grad_weight[v0:v1], accumulate=c0 > 0)
+                matmul(grad_z.T, h_chunk, grad_weight[v0:v1], accumulate=c0 > 0)
             if need_bias:
                 grad_bias32[v0:v1] += grad_z.sum(dim=0, dtype=torch.float32)
         if need_hidden:
             grad_hidden[c0:c1] = acc_hidden[:rows]
     grad_bias = grad_bias32.to(bias.dtype) if need_bias else None
     return grad_hidden, grad_weight, grad_bias
+
+
+_load_tuning_from_environment()

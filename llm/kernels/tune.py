@@ -1,0 +1,134 @@
+"""Measure block sizes and backward options of the Triton log-prob kernels on this GPU; write the winners as JSON.
+
+``python -m rdro.llm.kernels.tune [--shapes qwen2.5-0.5b qwen2.5-7b llama3-8b] [--tokens 32768] [--out tuning.json]``
+
+For each anchor shape (bf16, N tokens, a quarter of them ignored as prompt) it times, as medians of ``--reps`` runs
+after one warm-up:
+
+- the no-grad forward (``triton_token_logprobs``) for each candidate forward block configuration;
+- the backward (``triton_token_logprobs_backward``, both gradients) for each (grad-kernel blocks × GEMM by Triton or
+  by torch/cuBLAS × vocabulary slab width), with the buffer budget the memory goals allow (48 MiB).
+
+A candidate that fails to compile or run is recorded with its error and left out. The winner of each part is the
+candidate with the smallest geometric mean, over shapes, of its time divided by the best time for that shape. The
+JSON at ``--out`` is a :data:`rdro.llm.kernels.triton_logprobs.TUNING` dict (hand it to other processes with
+``RDRO_TRITON_TUNING=FILE``); ``--report`` gets every measured time. Not a test: timings, printed and saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+
+import torch
+
+from rdro.llm.kernels.bench import ANCHOR_SHAPES, make_inputs
+from rdro.results import atomic_write_text
+
+FORWARD_CANDIDATES = [
+    dict(BLOCK_N=128, BLOCK_V=128, BLOCK_H=64, num_warps=8, num_stages=3),  # the built-in default
+    dict(BLOCK_N=128, BLOCK_V=256, BLOCK_H=64, num_warps=8, num_stages=3),
+    dict(BLOCK_N=128, BLOCK_V=128, BLOCK_H=64, num_warps=4, num_stages=4),
+    dict(BLOCK_N=64, BLOCK_V=256, BLOCK_H=64, num_warps=4, num_stages=4),
+    dict(BLOCK_N=128, BLOCK_V=256, BLOCK_H=32, num_warps=8, num_stages=4),
+]
+GEMMS = ("triton", "torch")
+SLABS = (4096, 8192)
+
+
+def _median_ms(fn, reps: int) -> float:
+    fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def _winner(times: dict[str, dict[str, float]]) -> str | None:
+    """The candidate with the smallest geometric mean over shapes of time / best time for that shape."""
+    shapes = {shape for per in times.values() for shape in per}
+    best = {s: min(per[s] for per in times.values() if s in per) for s in shapes}
+    complete = {c: per for c, per in times.items() if set(per) == shapes}
+    if not complete:
+        return None
+    score = {c: math.exp(sum(math.log(per[s] / best[s]) for s in shapes) / len(shapes)) for c, per in complete.items()}
+    return min(score, key=score.get)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rdro.llm.kernels import triton_logprobs as tk
+
+    p = argparse.ArgumentParser(prog="python -m rdro.llm.kernels.tune", description=__doc__.split("\n\n")[0])
+    p.add_argument("--shapes", nargs="+", default=list(ANCHOR_SHAPES), choices=list(ANCHOR_SHAPES))
+    p.add_argument("--tokens", type=int, default=32768)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--out", default="tuning.json")
+    p.add_argument("--report", default="tuning_report.json")
+    args = p.parse_args(argv)
+    if not torch.cuda.is_available():
+        raise SystemExit("the tuner needs a CUDA GPU (torch sees none)")
+    device = torch.device("cuda")
+    forward: dict[str, dict[str, float]] = {}
+    backward: dict[str, dict[str, float]] = {}
+    errors: dict[str, str] = {}
+    inputs = {}
+    for shape in args.shapes:
+        width, vocab = ANCHOR_SHAPES[shape]
+        h, w, _, _, targets, _ = make_inputs(width, vocab, args.tokens // 2048, 2048, torch.bfloat16, device, 0)
+        inputs[shape] = (h.detach().reshape(-1, width), w.detach(), targets.reshape(-1))
+    for i, cfg in enumerate(FORWARD_CANDIDATES):
+        name = json.dumps(cfg, sort_keys=True)
+        tk.set_tuning({"forward": cfg})
+        for shape, (h, w, t) in inputs.items():
+            try:
+                forward.setdefault(name, {})[shape] = _median_ms(
+                    lambda: tk.triton_token_logprobs(h, w, None, t, 1.0, -100), args.reps
+                )
+            except Exception as exc:  # a configuration that does not compile here is a result, not a crash
+                errors[f"forward {name} {shape}"] = f"{type(exc).__name__}: {exc}"[:300]
+                forward.pop(name, None)
+                break
+        print(f"forward {i}: {name} {forward.get(name)}", flush=True)
+    best_forward = json.loads(_winner(forward) or json.dumps(FORWARD_CANDIDATES[0]))
+    grad_candidates = [FORWARD_CANDIDATES[0]] + ([best_forward] if best_forward != FORWARD_CANDIDATES[0] else [])
+    for grad_cfg in grad_candidates:
+        for gemm in GEMMS:
+            for slab in SLABS:
+                option = dict(grad=grad_cfg, gemm=gemm, slab_vocab=slab, budget_mib=48)
+                name = json.dumps(option, sort_keys=True)
+                tk.set_tuning(option)
+                for shape, (h, w, t) in inputs.items():
+                    try:
+                        _, lse = tk.triton_token_logprobs(h, w, None, t, 1.0, -100)
+                        g = torch.randn(t.shape[0], device=device)
+                        backward.setdefault(name, {})[shape] = _median_ms(
+                            lambda: tk.triton_token_logprobs_backward(
+                                g, h, w, None, t, lse, 1.0, -100, True, True, False
+                            ),
+                            args.reps,
+                        )
+                    except Exception as exc:
+                        errors[f"backward {name} {shape}"] = f"{type(exc).__name__}: {exc}"[:300]
+                        backward.pop(name, None)
+                        break
+                print(f"backward: {name} {backward.get(name)}", flush=True)
+    best_backward = json.loads(_winner(backward) or "{}")
+    tuning = {"forward": best_forward, **best_backward}
+    tk.set_tuning(tuning)
+    atomic_write_text(args.out, json.dumps(tuning, indent=1))
+    report = dict(device=torch.cuda.get_device_name(device), torch=torch.__version__, tokens=args.tokens,
+                  reps=args.reps, forward_ms=forward, backward_ms=backward, errors=errors, chosen=tuning)  # fmt: skip
+    atomic_write_text(args.report, json.dumps(report, indent=1))
+    print(f"chosen: {json.dumps(tuning)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

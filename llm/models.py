@@ -249,6 +249,14 @@ def sequence_logprobs_fused(model, input_ids, attention_mask, targets, chunk_siz
 
     def keep_hidden(module, args, output):
         captured["hidden"] = output[0] if isinstance(output, tuple) else output.last_hidden_state
+        # the mixed precision of the forward (accelerate's autocast wraps model.forward only): the LM-head op below
+        # runs outside it and must see the same autocast, else it gets the fp32 hidden states and weight
+        device_type = captured["hidden"].device.type
+        captured["autocast"] = (
+            device_type,
+            torch.get_autocast_dtype(device_type),
+            torch.is_autocast_enabled(device_type),
+        )
 
     handle = decoder.register_forward_hook(keep_hidden)
     try:
@@ -261,8 +269,10 @@ def sequence_logprobs_fused(model, input_ids, attention_mask, targets, chunk_siz
     # same [positions × V] work and contribute 0, so they are dropped before the op and the sums are re-formed
     scored = targets != -100
     seq_of_row = scored.nonzero(as_tuple=True)[0]
-    token_logp = sequence_logprobs(hidden[scored], head.weight, targets[scored], bias=head.bias, ignore_index=-100,
-                                   reduction="none", chunk_size=chunk_size)  # fmt: skip
+    device_type, dtype, enabled = captured["autocast"]
+    with torch.autocast(device_type, dtype=dtype, enabled=enabled):
+        token_logp = sequence_logprobs(hidden[scored], head.weight, targets[scored], bias=head.bias, ignore_index=-100,
+                                       reduction="none", chunk_size=chunk_size)  # fmt: skip
     return torch.zeros(targets.shape[0], dtype=token_logp.dtype, device=token_logp.device).index_add(
         0, seq_of_row, token_logp
     )

@@ -93,7 +93,8 @@ def assert_matches_reference(case: dict, reduction: str, seed: int, **kwargs) ->
 
 def _upstream(case: dict, reduction: str, seed: int) -> torch.Tensor:
     shape = case["targets"].shape if reduction == "none" else case["targets"].shape[:1]
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    upstream = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return upstream.to(case["hidden"].device)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

@@ -67,9 +67,12 @@ def _naive_step(h, w, h_ref, w_ref, targets, preferred, alpha):
 def _cce_step(h, w, h_ref, w_ref, targets, preferred, alpha):
     from cut_cross_entropy import linear_cross_entropy
 
+    n_seq, width = targets.shape[0], h.shape[-1]
+    flat = targets.reshape(-1)  # cut-cross-entropy takes flattened [N, H] / [N] inputs
     with torch.no_grad():
-        ref = -linear_cross_entropy(h_ref, w_ref, targets, reduction="none").float().sum(-1)
-    policy = -linear_cross_entropy(h, w, targets, reduction="none").float().sum(-1)
+        ref = -linear_cross_entropy(h_ref.reshape(-1, width), w_ref, flat, reduction="none").float()
+    policy = -linear_cross_entropy(h.reshape(-1, width), w, flat, reduction="none").float()
+    ref, policy = ref.view(n_seq, -1).sum(-1), policy.view(n_seq, -1).sum(-1)
     loss = rdro_loss(policy - ref, preferred, alpha)
     loss.backward()
     return loss
@@ -172,11 +175,12 @@ def peak_tflops(device, dtype, override: float | None) -> tuple[float, str]:
 
 
 def _triton_tuning() -> dict:
+    """The Triton kernels' effective options for 16-bit inputs on a GPU (built-in defaults and any tuning)."""
     try:
-        from rdro.llm.kernels.triton_logprobs import TUNING
+        from rdro.llm.kernels.triton_logprobs import GPU_DEFAULTS, TUNING
     except ImportError:
         return {}
-    return dict(TUNING)
+    return {**GPU_DEFAULTS, **TUNING}
 
 
 def _available(method: str) -> bool:

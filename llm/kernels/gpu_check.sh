@@ -6,7 +6,7 @@
 #   4. `rdro benchmark throughput`: rdro's trainer vs TRL KTOTrainer (± Liger) on the Qwen2.5-0.5B architecture;
 #   5. the full Triton correctness sweep with the tuned kernels.
 # Usage: bash llm/kernels/gpu_check.sh [OUT_DIR]. Optional wheels (Liger-Kernel, cut-cross-entropy, trl, ...) in
-# .whl/ at the repository root are installed first. Each step has its own time limit; one failing step does not stop
+# .whl/ at the repository root are installed first. STEPS="3 4" runs only those steps. Each step has its own time limit; one failing step does not stop
 # the others. Everything lands in OUT_DIR: log, tuning.json, tuning_report.json, bench_logprobs.json,
 # trainer_throughput.json.
 set -uo pipefail
@@ -15,8 +15,10 @@ OUT_DIR="${1:-${OUT:-results}}"
 mkdir -p "$OUT_DIR" && OUT_DIR="$(cd "$OUT_DIR" && pwd)"
 LOG="$OUT_DIR/log"
 PY="${PYTHON:-python3}"
-export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false PYTHONSAFEPATH=1  # the repo root's rdro/ must not shadow the package
+STEPS="${STEPS:-1 2 3 4 5}"  # which of the numbered steps below to run
 step() { echo "=== $(date +%T) $*" | tee -a "$LOG"; }
+want() { [[ " $STEPS " == *" $1 "* ]]; }
 if ls .whl/*.whl >/dev/null 2>&1; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
@@ -43,18 +45,28 @@ try:
 except Exception as e:
     print('mm out_dtype unsupported', type(e).__name__)
 "; } 2>&1 | tee -a "$LOG"
-step "1 correctness at model vocabulary sizes (default blocks)"
-timeout 50 "$PY" -m pytest tests/test_kernels_triton.py -q -k "model_vocabulary" 2>&1 | tail -5 | tee -a "$LOG"
-step "2 tuning"
-timeout 130 "$PY" -m rdro.llm.kernels.tune --out "$OUT_DIR/tuning.json" --report "$OUT_DIR/tuning_report.json" 2>&1 \
-  | tee -a "$LOG"
-[ -s "$OUT_DIR/tuning.json" ] && export RDRO_TRITON_TUNING="$OUT_DIR/tuning.json"
-step "3 bench logprobs (tuning: ${RDRO_TRITON_TUNING:-none})"
-timeout 180 "$PY" -m rdro.llm.kernels.bench logprobs --out "$OUT_DIR/bench_logprobs.json" --reps 10 --warmup 3 2>&1 \
-  | grep -v "it/s\]$" | tee -a "$LOG"
-step "4 trainer throughput"
-timeout 140 "$PY" -m rdro.llm.trainer_throughput --steps 8 --warmup 2 --batch-size 4 --seq-len 1024 \
-  --out "$OUT_DIR/trainer_throughput.json" 2>&1 | grep -v "Warning\|warn(" | tail -30 | tee -a "$LOG"
-step "5 Triton correctness sweep with the tuned kernels"
-timeout 60 "$PY" -m pytest tests/test_kernels_triton.py -q --runslow 2>&1 | tail -8 | tee -a "$LOG"
+if want 1; then
+  step "1 correctness at model vocabulary sizes (default blocks)"
+  timeout 50 "$PY" -m pytest tests/test_kernels_triton.py -q -k "model_vocabulary" 2>&1 | tail -5 | tee -a "$LOG"
+fi
+if want 2; then
+  step "2 tuning"
+  timeout 130 "$PY" -m rdro.llm.kernels.tune --out "$OUT_DIR/tuning.json" --report "$OUT_DIR/tuning_report.json" 2>&1 \
+    | tee -a "$LOG"
+  [ -s "$OUT_DIR/tuning.json" ] && export RDRO_TRITON_TUNING="$OUT_DIR/tuning.json"
+fi
+if want 3; then
+  step "3 bench logprobs (tuning: ${RDRO_TRITON_TUNING:-none})"
+  timeout 180 "$PY" -m rdro.llm.kernels.bench logprobs --out "$OUT_DIR/bench_logprobs.json" --reps 10 --warmup 3 2>&1 \
+    | grep -v "it/s\]$" | tee -a "$LOG"
+fi
+if want 4; then
+  step "4 trainer throughput"
+  timeout 140 "$PY" -m rdro.llm.trainer_throughput --steps 8 --warmup 2 --batch-size 16 --seq-len 1024 \
+    --out "$OUT_DIR/trainer_throughput.json" 2>&1 | grep -v "Warning\|warn(" | tail -8 | tee -a "$LOG"
+fi
+if want 5; then
+  step "5 Triton correctness sweep with the tuned kernels"
+  timeout 60 "$PY" -m pytest tests/test_kernels_triton.py -q --runslow --tb=line 2>&1 | tail -25 | tee -a "$LOG"
+fi
 step done

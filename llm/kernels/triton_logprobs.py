@@ -277,9 +277,21 @@ def _load_tuning_from_environment() -> None:
         set_tuning(json.loads(open(path).read()))
 
 
+#: The defaults for 16-bit inputs on a GPU: the tuner's choice on an NVIDIA H200 (torch 2.11, Triton 3.6; N = 32768
+#: tokens at the Qwen2.5-0.5B / Qwen2.5-7B / Llama-3-8B shapes; llm/kernels/README.md has the measured times).
+GPU_DEFAULTS = dict(
+    forward=dict(BLOCK_N=128, BLOCK_V=256, BLOCK_H=64, num_warps=8, num_stages=3),
+    grad=dict(BLOCK_N=128, BLOCK_V=256, BLOCK_H=64, num_warps=8, num_stages=3),
+    gemm="torch",
+    slab_vocab=8192,
+    budget_mib=48,
+)
+
+
 def _tuned(dtype: torch.dtype) -> dict:
-    """The measured tuning where it applies (compiled kernels, 16-bit inputs), else {}."""
-    return TUNING if dtype != torch.float32 and not _interpreted() else {}
+    """Block sizes and options for compiled kernels on 16-bit inputs (:data:`GPU_DEFAULTS` overridden by
+    :data:`TUNING`), else {} (fp32 inputs and the interpreter keep the built-in choices)."""
+    return {**GPU_DEFAULTS, **TUNING} if dtype != torch.float32 and not _interpreted() else {}
 
 
 def _tile_config(dtype: torch.dtype, kernel: str = "forward") -> dict:
@@ -288,9 +300,7 @@ def _tile_config(dtype: torch.dtype, kernel: str = "forward") -> dict:
         return dict(BLOCK_N=16, BLOCK_V=16, BLOCK_H=16)
     if kernel in _tuned(dtype):
         return dict(_tuned(dtype)[kernel])
-    if dtype == torch.float32:
-        return dict(BLOCK_N=64, BLOCK_V=64, BLOCK_H=32, num_warps=4, num_stages=3)
-    return dict(BLOCK_N=128, BLOCK_V=128, BLOCK_H=64, num_warps=8, num_stages=3)
+    return dict(BLOCK_N=64, BLOCK_V=64, BLOCK_H=32, num_warps=4, num_stages=3)  # fp32 inputs
 
 
 def _matmul_config(dtype: torch.dtype) -> dict:

@@ -23,6 +23,8 @@ import tempfile
 import torch
 
 __all__ = [
+    "FrozenBottomLayers",
+    "freeze_bottom_layers",
     "SUPPORTED_MODEL_TYPES",
     "SMOLLM2_NAME",
     "check_architecture",
@@ -276,6 +278,97 @@ def sequence_logprobs_fused(model, input_ids, attention_mask, targets, chunk_siz
     return torch.zeros(targets.shape[0], dtype=token_logp.dtype, device=token_logp.device).index_add(
         0, seq_of_row, token_logp
     )
+
+
+class _SharedCache(dict):
+    """A dict that ``copy.deepcopy`` shares instead of copying (the frozen layers it caches are the same in every
+    copy of the model)."""
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+class _PassThrough(torch.nn.Module):
+    """Stands in for a frozen decoder layer whose work :class:`FrozenBottomLayers` has already done."""
+
+    def forward(self, hidden_states, *args, **kwargs):
+        return hidden_states
+
+
+class FrozenBottomLayers(torch.nn.Module):
+    """The bottom ``k`` decoder layers of a causal LM, frozen, with their output replayed from a cache.
+
+    Installed by :func:`freeze_bottom_layers` in place of decoder layer 0 (layers 1 … k−1 become pass-throughs). A
+    forward pre-hook on the decoder hands it the batch's ``input_ids`` and 2-D ``attention_mask``; for each row the
+    key is the tuple of its real (mask = 1) token ids. When every row's key is cached, the output is assembled from
+    the cache (the k layers do not run; padding positions get zeros, which the attention mask hides); otherwise the k
+    original layers run on the batch under ``no_grad`` with the arguments the decoder gave (attention mask,
+    position embeddings …) and the new rows are stored. With a KV cache (``past_key_values``, generation) the layers
+    always run. The replayed values are those of the first computation of the row, so a later batch with other
+    padding gets them up to float rounding. The cache is shared by ``copy.deepcopy`` copies of the model."""
+
+    def __init__(self, layers):
+        super().__init__()
+        self.layers = torch.nn.ModuleList(layers)
+        for param in self.layers.parameters():
+            param.requires_grad_(False)
+        self.cache = _SharedCache()
+        self.batch = None  # (input_ids, attention_mask) of the decoder call in progress
+        self.stats = {"replayed_rows": 0, "computed_rows": 0}
+
+    def _keys(self, n_rows: int, n_positions: int):
+        if self.batch is None:
+            return None
+        ids, mask = self.batch
+        if ids is None or tuple(ids.shape) != (n_rows, n_positions):
+            return None
+        if mask is not None and mask.shape != ids.shape:  # e.g. a step of generation: the mask covers the KV cache too
+            return None
+        real = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask.bool()
+        return [(tuple(ids[b][real[b]].tolist()), real[b]) for b in range(n_rows)]
+
+    def forward(self, hidden_states, *args, **kwargs):
+        generating = kwargs.get("past_key_values") is not None
+        keys = None if generating else self._keys(hidden_states.shape[0], hidden_states.shape[1])
+        if keys is not None and all(k in self.cache for k, _ in keys):
+            out = hidden_states.new_zeros(hidden_states.shape)
+            for b, (key, real) in enumerate(keys):
+                out[b, real] = self.cache[key].to(out.dtype)
+            self.stats["replayed_rows"] += len(keys)
+            return out
+        with torch.no_grad():
+            for layer in self.layers:
+                hidden_states = layer(hidden_states, *args, **kwargs)
+        if keys is not None:
+            for b, (key, real) in enumerate(keys):
+                self.cache.setdefault(key, hidden_states[b, real].detach().clone())
+            self.stats["computed_rows"] += len(keys)
+        return hidden_states
+
+
+def freeze_bottom_layers(model, n_bottom: int) -> FrozenBottomLayers:
+    """Freeze the bottom ``n_bottom`` decoder layers of a Llama / Qwen2-style causal LM (in place) and replay their
+    output from a cache (:class:`FrozenBottomLayers`): for experiments that train only the top layers (e.g. LoRA on
+    them) and see the same sequences many times. The parameter names of the frozen layers change (they move under
+    ``layers.0.layers``), so save such a model's top layers or adapters only. Returns the installed module."""
+    decoder = base_causal_lm(model).get_decoder()
+    layers = getattr(decoder, "layers", None)
+    if layers is None or not isinstance(n_bottom, int) or not 0 < n_bottom < len(layers):
+        n = len(layers) if layers is not None else "no"
+        raise ValueError(f"n_bottom must be an int in [1, number of decoder layers) = [1, {n}), got {n_bottom!r}")
+    if any(isinstance(layer, (FrozenBottomLayers, _PassThrough)) for layer in layers):
+        raise ValueError("the model's bottom layers are frozen already")
+    frozen = FrozenBottomLayers(list(layers[:n_bottom]))
+    layers[0] = frozen
+    for i in range(1, n_bottom):
+        layers[i] = _PassThrough()
+
+    def remember_batch(module, args, kwargs):  # looks the module up, so that deep copies of the model work too
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        module.layers[0].batch = (ids, kwargs.get("attention_mask"))
+
+    decoder.register_forward_pre_hook(remember_batch, with_kwargs=True)
+    return frozen
 
 
 @contextlib.contextmanager

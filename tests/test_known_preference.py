@@ -269,6 +269,32 @@ def test_miniature_run_produces_tables_checks_and_cache(tmp_path):
     assert again.checks == res.checks and len(again.table) == len(res.table)
 
 
+def test_lora_on_top_layers_only_and_frozen_layers_replayed(tmp_path, monkeypatch):
+    """``lora_top_layers`` puts the adapters on the top layers only (the layers below get none), and replaying the
+    frozen layers from the cache gives the same run as computing them every time."""
+    from rdro.llm import models
+
+    targets = []
+    original = models.apply_lora
+
+    def spy(model, **kw):
+        targets.append(list(kw["target_modules"]))
+        return original(model, **kw)
+
+    monkeypatch.setattr(models, "apply_lora", spy)
+    top = dataclasses.replace(TINY, lora_top_layers=1, threshold_methods=("rdro_per_class",), cyclic_methods=(),
+                              dynamics_methods=())  # fmt: skip
+    replayed = kp.run_known_preference(cache_dir=str(tmp_path / "a"), seed=0, progress=False, config=top)
+    assert targets and all(".layers.1." in name for name in targets[0])
+    assert sorted(name.split(".")[-1] for name in targets[0]) == sorted(TINY.lora_targets)
+    computed = kp.run_known_preference(cache_dir=str(tmp_path / "b"), seed=0, progress=False,
+                                       config=dataclasses.replace(top, replay_frozen_layers=False))  # fmt: skip
+    final = [[r for r in res.table if r["source"] == "eval"][-1] for res in (replayed, computed)]
+    assert final[0]["step"] == final[1]["step"] == top.steps
+    for key in ("kl_pplus_exact", "preferred_rate_exact", "kl_pplus"):
+        assert final[0][key] == pytest.approx(final[1][key], rel=1e-4, abs=1e-6), key
+
+
 def test_run_and_cli_errors(tmp_path, capsys):
     with pytest.raises(ValueError, match="methods"):
         kp.run_known_preference(cache_dir=str(tmp_path), methods=["ppo"], progress=False, config=TINY)

@@ -12,7 +12,9 @@ import torch
 pytest.importorskip("transformers")
 
 from rdro.llm.models import (  # noqa: E402
+    apply_lora,
     check_architecture,
+    freeze_bottom_layers,
     load_causal_lm,
     load_tokenizer,
     resolve_model_path,
@@ -120,3 +122,81 @@ def test_smollm2_lora_rdro_trains(tmp_path):
     ]
     assert main(args) == 0
     assert os.path.isfile(tmp_path / "final" / "adapter_model.safetensors")
+
+
+def _deep_tiny(model_type: str, n_layers: int = 4):
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+
+    cls = LlamaConfig if model_type == "llama" else Qwen2Config
+    config = cls(vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=n_layers,
+                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)  # fmt: skip
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config).eval()
+
+
+@pytest.mark.parametrize("model_type", ["llama", "qwen2"])
+def test_frozen_bottom_layers_replay_the_same_outputs(model_type):
+    """Replayed bottom layers give the logits of the intact model (right and left padding, explicit positions), the
+    cache is filled once and shared by deep copies, the frozen layers get no gradient, the top layers do."""
+    import copy
+
+    intact = _deep_tiny(model_type)
+    model = copy.deepcopy(intact)
+    frozen = freeze_bottom_layers(model, 3)
+    gen = torch.Generator().manual_seed(1)
+    ids = torch.randint(3, 40, (3, 9), generator=gen)
+    right = torch.ones_like(ids)
+    right[0, 6:] = 0
+    right[2, 4:] = 0
+
+    def logits(m, ids, mask, **kw):
+        return m(input_ids=ids, attention_mask=mask, use_cache=False, **kw).logits
+
+    want = logits(intact, ids, right)
+    first = logits(model, ids, right)  # computes the bottom layers and fills the cache
+    assert frozen.stats == {"replayed_rows": 0, "computed_rows": 3} and len(frozen.cache) == 3
+    again = logits(model, ids, right)  # replayed: the 3 bottom layers do not run
+    assert frozen.stats["replayed_rows"] == 3
+    real = right.bool()
+    torch.testing.assert_close(first[real], want[real], rtol=0, atol=0)
+    torch.testing.assert_close(again[real], want[real], rtol=1e-6, atol=1e-6)
+    # the same rows left-padded with explicit positions (the sampler's layout), replayed from the right-padded pass
+    lengths = right.sum(1)
+    left_ids = torch.zeros_like(ids)
+    left = torch.zeros_like(right)
+    for b, n in enumerate(lengths.tolist()):
+        left_ids[b, ids.shape[1] - n :] = ids[b, :n]
+        left[b, ids.shape[1] - n :] = 1
+    positions = (left.cumsum(1) - 1).clamp(min=0)
+    replayed = logits(model, left_ids, left, position_ids=positions)
+    assert frozen.stats["replayed_rows"] == 6
+    torch.testing.assert_close(replayed[left.bool()], want[real], rtol=1e-5, atol=1e-5)
+    # a deep copy (one per trained method) shares the cache; LoRA on the top layer trains, the frozen ones do not
+    lora = apply_lora(copy.deepcopy(model), r=2, alpha=4, target_modules=["model.layers.3.self_attn.q_proj"])
+    copied = lora.base_model.model.model.layers[0]
+    assert copied.cache is frozen.cache
+    before = dict(copied.stats)
+    out = logits(lora, ids, right)
+    assert copied.stats == {**before, "replayed_rows": before["replayed_rows"] + 3}  # served from the shared cache
+    out[real].sum().backward()
+    grads = {n: p.grad for n, p in lora.named_parameters() if p.requires_grad}
+    assert grads and all("layers.3." in n and "lora_" in n for n in grads)
+    assert all(g is not None and torch.isfinite(g).all() for g in grads.values())
+
+
+def test_frozen_bottom_layers_generate_and_check_arguments():
+    import copy
+
+    intact = _deep_tiny("llama")
+    model = copy.deepcopy(intact)
+    freeze_bottom_layers(model, 2)
+    prompt = torch.tensor([[5, 6, 7, 8]])
+    kw = dict(max_new_tokens=4, do_sample=False, pad_token_id=0)
+    # generation with a KV cache runs the frozen layers (they fill their part of the cache), same tokens
+    assert torch.equal(model.generate(prompt, **kw), intact.generate(prompt, **kw))
+    with pytest.raises(ValueError, match="n_bottom"):
+        freeze_bottom_layers(copy.deepcopy(intact), 4)
+    with pytest.raises(ValueError, match="n_bottom"):
+        freeze_bottom_layers(copy.deepcopy(intact), 0)
+    with pytest.raises(ValueError, match="frozen already"):
+        freeze_bottom_layers(model, 1)

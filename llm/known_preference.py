@@ -208,7 +208,8 @@ QUICK_CONFIG = BenchmarkConfig()
 #: CPU configuration: SmolLM2-135M-Instruct, LoRA (rank 8, top 4 of 30 layers; the 26 below frozen and replayed from a
 #: per-sequence cache, ≈ 20 s per run on 2 cores), single-token responses — the response
 #: space is the vocabulary (49152 responses), so π_ref(·|x), α, p+ and KL(p+ ‖ π_θ) are exact — 64 prompts × (16
-#: training + 8 held-out) responses, 24 steps of 16 rows at lr 1e-3 (0.375 epoch); 8 methods (threshold) + 3 (cyclic).
+#: training + 8 held-out) responses, 24 steps of 16 rows at lr 1e-3 (0.375 epoch); 8 methods (threshold) + 3 (cyclic),
+#: and the 4 training-dynamics runs (F8) on the shipped example preference data, 24 steps each.
 #: Ten-token responses (the previous configuration) leave every method, the maximum-likelihood oracle SFT on the p+
 #: samples included, within ~0.05 nats of its starting KL at this budget (closing note of stop 11).
 FULL_CONFIG = BenchmarkConfig(
@@ -225,7 +226,7 @@ FULL_CONFIG = BenchmarkConfig(
     fresh_per_prompt=4,
     lora_r=8,
     lora_top_layers=4,
-    dynamics_methods=(),
+    dynamics_steps=24,
 )
 
 

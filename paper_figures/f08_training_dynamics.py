@@ -30,7 +30,7 @@ INFO = FigureInfo(
         "batch's preferred rows with |t − log(1/α)| < 0.1. A cross marks a run stopped by non-finite weights."
     ),
     claims=(6,),
-    compute_version=3,
+    compute_version=4,
 )
 
 METHODS = ("rdro_pooled", "rdro_per_class", "ddro_raw", "ddro_stabilized", "kto")

@@ -34,7 +34,7 @@ INFO = FigureInfo(
         "in the metadata below."
     ),
     claims=(2, 5),
-    compute_version=3,
+    compute_version=4,
 )
 
 METRICS = (  # (metric, its standard error or None, axis label)

@@ -143,11 +143,13 @@ def compute(settings: RunSettings) -> dict:
         if not ok:
             looked.append(f"{path}: {why}")
             continue
+        checkout = Path(__file__).resolve().parent.parent
+        shown = path.resolve().relative_to(checkout) if path.resolve().is_relative_to(checkout) else path
         return {
             "figure": INFO.figure_id,
-            "data": {"file": str(path), "meta": payload["meta"], "cases": payload["cases"]},
+            "data": {"file": str(shown), "meta": payload["meta"], "cases": payload["cases"]},
             "checks": _goal_checks(payload["cases"], f"{path.name} ({payload['meta'].get('device')})"),
-            "meta": {"results_file": str(path), **payload["meta"]},
+            "meta": {"results_file": str(shown), **payload["meta"]},
         }
     return {
         "figure": INFO.figure_id,

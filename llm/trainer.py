@@ -28,7 +28,12 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 from rdro.llm.data import PairedRows, PreferenceCollator, resolve_alpha, tokenized_digest
-from rdro.llm.models import adapters_disabled, sequence_logprobs_full_logits, sequence_logprobs_fused
+from rdro.llm.models import (
+    adapters_disabled,
+    lm_head_is_sharded,
+    sequence_logprobs_full_logits,
+    sequence_logprobs_fused,
+)
 from rdro.losses import (
     DIVERGENCES,
     RewardRunningMean,
@@ -249,6 +254,9 @@ class RDROTrainer(Trainer):
 
     def _sequence_logprobs(self, model, input_ids, attention_mask, targets) -> torch.Tensor:
         """log π(y|x) per row = Σ over completion positions of log p(target | prefix)."""
+        if self.use_fused and lm_head_is_sharded(model):  # sharded by a wrapper that accelerate did not flag
+            self.use_fused = False
+            logger.warning("the LM-head weight is sharded in this process: computing log-probs from the full logits")
         if self.use_fused:
             return sequence_logprobs_fused(model, input_ids, attention_mask, targets, self.args.logprob_chunk_size)
         return sequence_logprobs_full_logits(model, input_ids, attention_mask, targets)

@@ -248,6 +248,53 @@ def test_fused_head_runs_at_the_forward_autocast_precision(setup, tmp_path, monk
     torch.testing.assert_close(mixed, exact, rtol=2e-2, atol=0.5)
 
 
+def test_sharded_lm_head_falls_back_to_full_logits_with_a_log_line(setup, tmp_path, monkeypatch, caplog):
+    """Under FSDP / DeepSpeed ZeRO-3 the fused op cannot see the whole LM head: the trainer says so once and uses the
+    full-logits path, whose values equal the fused ones."""
+    import logging
+
+    original = RDROTrainer.create_accelerator_and_postprocess
+
+    def as_if_fsdp(self):
+        original(self)
+        self.is_fsdp_enabled = True  # what accelerate's FSDP plugin sets (it needs a GPU, so it is faked here)
+
+    model = tiny_causal_lm("qwen2", len(setup["tok"]))
+    fused = RDROTrainer(model, _config(tmp_path), setup["rows"], processing_class=setup["tok"])
+    monkeypatch.setattr(RDROTrainer, "create_accelerator_and_postprocess", as_if_fsdp)
+    with caplog.at_level(logging.WARNING, logger="rdro.llm.trainer"):
+        sharded = RDROTrainer(model, _config(tmp_path), setup["rows"], processing_class=setup["tok"])
+    assert fused.use_fused and not sharded.use_fused
+    assert any("sharded LM head" in r.getMessage() and "full logits" in r.getMessage() for r in caplog.records)
+    batch = fused.data_collator([setup["rows"][i] for i in range(4)])
+    args = (batch["input_ids"], batch["attention_mask"], batch["targets"])
+    torch.testing.assert_close(sharded._sequence_logprobs(model, *args), fused._sequence_logprobs(model, *args),
+                               rtol=1e-5, atol=1e-4)  # fmt: skip
+    # a head partitioned by a wrapper accelerate does not flag (here: DeepSpeed's marker) is caught at the first call
+    caplog.clear()
+    model.get_output_embeddings().weight.ds_id = 3
+    with caplog.at_level(logging.WARNING, logger="rdro.llm.trainer"):
+        fused._sequence_logprobs(model, *args)
+    assert not fused.use_fused and any("sharded in this process" in r.getMessage() for r in caplog.records)
+    del model.get_output_embeddings().weight.ds_id
+
+
+def test_lm_head_is_sharded_detects_partitioned_weights():
+    from rdro.llm.models import lm_head_is_sharded
+
+    model = tiny_causal_lm("llama", 50)
+    assert not lm_head_is_sharded(model)
+    head = model.get_output_embeddings()
+    head.weight.ds_id = 7  # DeepSpeed ZeRO-3 marks its partitioned parameters
+    assert lm_head_is_sharded(model)
+    del head.weight.ds_id
+    whole = head.weight
+    head.weight = torch.nn.Parameter(whole.detach().reshape(-1)[: whole.numel() // 2])  # an FSDP-1 flat shard
+    assert lm_head_is_sharded(model)
+    head.weight = torch.nn.Parameter(whole.detach()[:25])  # rows of the vocabulary only
+    assert lm_head_is_sharded(model)
+
+
 def test_config_and_trainer_errors(setup, tmp_path):
     with pytest.raises(ValueError, match="loss must be one of"):
         _config(tmp_path, loss="ppo")

@@ -360,3 +360,16 @@ def test_bench_cpu_smoke_writes_results_with_matching_losses(tmp_path, capsys):
     assert "x floor" in printed and "x naive" in printed
     with pytest.raises(SystemExit):
         bench.main(["logprobs", "--alpha", "1.5", "--out", str(out)])
+
+
+def test_tuner_picks_the_best_geometric_mean_ratio_among_complete_candidates():
+    from rdro.llm.kernels.tune import _winner
+
+    times = {
+        # best per shape: small 5.0 (c), big 80.0 (b)
+        "a": {"small": 10.0, "big": 100.0},  # ratios 2.0 and 1.25 → geometric mean 1.58
+        "b": {"small": 12.0, "big": 80.0},  # ratios 2.4 and 1.0 → 1.55: the winner
+        "c": {"small": 5.0},  # fastest where it ran, but it failed on "big": left out
+    }
+    assert _winner(times) == "b"
+    assert _winner({"c": {"small": 5.0}, "d": {"big": 1.0}}) is None  # no candidate ran on every shape

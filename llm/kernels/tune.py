@@ -34,6 +34,9 @@ FORWARD_CANDIDATES = [
     dict(BLOCK_N=128, BLOCK_V=128, BLOCK_H=64, num_warps=4, num_stages=4),
     dict(BLOCK_N=64, BLOCK_V=256, BLOCK_H=64, num_warps=4, num_stages=4),
     dict(BLOCK_N=128, BLOCK_V=256, BLOCK_H=32, num_warps=8, num_stages=4),
+    # not yet measured: the H200 winner with one more pipeline stage, and the transposed tile
+    dict(BLOCK_N=128, BLOCK_V=256, BLOCK_H=64, num_warps=8, num_stages=4),
+    dict(BLOCK_N=256, BLOCK_V=128, BLOCK_H=64, num_warps=8, num_stages=3),
 ]
 GEMMS = ("triton", "torch")
 SLABS = (4096, 8192)
@@ -98,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"forward {i}: {name} {forward.get(name)}", flush=True)
     best_forward = json.loads(_winner(forward) or json.dumps(FORWARD_CANDIDATES[0]))
     grad_candidates = [FORWARD_CANDIDATES[0]] + ([best_forward] if best_forward != FORWARD_CANDIDATES[0] else [])
+    grad_candidates += [c for c in (tk.GPU_DEFAULTS["grad"],) if c not in grad_candidates]
     for grad_cfg in grad_candidates:
         for gemm in GEMMS:
             for slab in SLABS:

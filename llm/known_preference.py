@@ -48,9 +48,9 @@ On real preference data p+ is unknown. Here it is known by construction (shared/
      ``preferred_rate_exact`` = Σ_y π_θ w, averaged over the prompts — exact, so they also check the two estimates.
 
    Training dynamics (figure F8) come from the trainer's own log every step: gradient norm (before clipping),
-   mean t per class, the share of preferred t within 0.1 of log(1/α). In the quick configuration the same is run on
-   the trainer's shipped example dataset (``llm/data/arithmetic_preferences.jsonl``, off-policy, p+ unknown) for
-   RDRO / DDRO / KTO (world ``"example"``); the full CPU configuration skips it to fit its time budget.
+   mean t per class, the share of preferred t within 0.1 of log(1/α). The same is run on the trainer's shipped
+   example dataset (``llm/data/arithmetic_preferences.jsonl``, off-policy, p+ unknown) for RDRO / DDRO / KTO (world
+   ``"example"``).
 
    With SmolLM2 and longer responses (``max_new_tokens`` = 10) most responses reach the limit before EOS, so
    "shorter" there means fewer characters in those tokens; with single tokens it means a shorter first word piece

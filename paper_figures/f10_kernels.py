@@ -47,15 +47,15 @@ METHOD_LABELS = {
     "liger": "Liger-Kernel",
     "cce": "cut-cross-entropy",
 }
+CHECKOUT = Path(__file__).resolve().parent.parent
 DOCUMENTED_FILE = Path(__file__).resolve().parent / "data" / "logprob_bench_gpu.json"
 BENCH_DEFAULT = Path("results") / "bench_logprobs.json"
 
 
 def candidate_files(settings: RunSettings) -> list[Path]:
     """The files F10 looks at, in order (explicit file first); duplicates removed."""
-    checkout = Path(__file__).resolve().parent.parent
     paths = [settings.kernel_results] if settings.kernel_results else []
-    paths += [DOCUMENTED_FILE, checkout / BENCH_DEFAULT, Path.cwd() / BENCH_DEFAULT]
+    paths += [DOCUMENTED_FILE, CHECKOUT / BENCH_DEFAULT, Path.cwd() / BENCH_DEFAULT]
     seen, out = set(), []
     for p in paths:
         p = Path(p).resolve()
@@ -143,8 +143,7 @@ def compute(settings: RunSettings) -> dict:
         if not ok:
             looked.append(f"{path}: {why}")
             continue
-        checkout = Path(__file__).resolve().parent.parent
-        shown = path.resolve().relative_to(checkout) if path.resolve().is_relative_to(checkout) else path
+        shown = path.relative_to(CHECKOUT) if path.is_relative_to(CHECKOUT) else path  # paths come resolved
         return {
             "figure": INFO.figure_id,
             "data": {"file": str(shown), "meta": payload["meta"], "cases": payload["cases"]},

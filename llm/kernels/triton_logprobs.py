@@ -427,7 +427,7 @@ def triton_token_logprobs_backward(
     grad_bias32 = torch.zeros(vocab, dtype=torch.float32, device=dev) if need_bias else None
     cfg = _tile_config(dtype, "grad")
     precision = _dot_precision(dtype)
-    gemm = gemm or _tuned(dtype).get("gemm", "triton")
+    gemm = gemm or tuned.get("gemm", "triton")
     if gemm not in ("triton", "torch"):
         raise ValueError(f"gemm must be 'triton' or 'torch', got {gemm!r}")
     matmul = _matmul_accumulate if gemm == "triton" else _torch_matmul_accumulate

@@ -235,13 +235,16 @@ def sequence_logprobs_full_logits(model, input_ids, attention_mask, targets) -> 
     return (picked * mask).sum(-1)
 
 
-def sequence_logprobs_fused(model, input_ids, attention_mask, targets, chunk_size: int | None = None) -> torch.Tensor:
+def sequence_logprobs_fused(
+    model, input_ids, attention_mask, targets, chunk_size: int | None = None, grad_filter: float = 0.0
+) -> torch.Tensor:
     """Fused path: run the model's own forward (so DDP / peft / autocast wrappers apply) with
     ``logits_to_keep`` = no position (the LM head sees an empty input), capture the decoder's final
     hidden states h [B, T, H] with a forward hook, and compute Σ_s log softmax(W h_s)[targets[b, s]]
     with ``rdro.llm.kernels.sequence_logprobs`` (fp32 result, gradients to h and W) on the scored positions only
     (targets ≠ −100: prompt and padding positions never reach the LM head). ``chunk_size``:
-    tokens per vocabulary pass of the op's torch path (its default when None); smaller = less memory."""
+    tokens per vocabulary pass of the op's torch path (its default when None); smaller = less memory.
+    ``grad_filter``: the op's approximate-backward threshold ε (0: exact gradients)."""
     from rdro.llm.kernels import sequence_logprobs
 
     causal_lm = base_causal_lm(model)
@@ -274,7 +277,7 @@ def sequence_logprobs_fused(model, input_ids, attention_mask, targets, chunk_siz
     device_type, dtype, enabled = captured["autocast"]
     with torch.autocast(device_type, dtype=dtype, enabled=enabled):
         token_logp = sequence_logprobs(hidden[scored], head.weight, targets[scored], bias=head.bias, ignore_index=-100,
-                                       reduction="none", chunk_size=chunk_size)  # fmt: skip
+                                       reduction="none", chunk_size=chunk_size, grad_filter=grad_filter)  # fmt: skip
     return torch.zeros(targets.shape[0], dtype=token_logp.dtype, device=token_logp.device).index_add(
         0, seq_of_row, token_logp
     )

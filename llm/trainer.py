@@ -73,7 +73,8 @@ class RDROConfig(TrainingArguments):
     to fit). Reference: ``precompute_ref_logprobs`` (cache log π_ref over the dataset once; False =
     on the fly), ``ref_cache_dir``. ``fused_logprobs``: use ``rdro.llm.kernels.sequence_logprobs``
     (False: full logits), ``logprob_chunk_size`` (tokens per chunk of its torch/CPU path; smaller = less
-    memory). The model / dataset / LoRA fields are read by ``rdro train``.
+    memory), ``logprob_grad_filter`` (ε of its approximate backward, 0 = exact; see ``sequence_logprobs``).
+    The model / dataset / LoRA fields are read by ``rdro train``.
     """
 
     loss: str = "rdro"
@@ -92,6 +93,7 @@ class RDROConfig(TrainingArguments):
     ref_cache_dir: str | None = None
     fused_logprobs: bool = True
     logprob_chunk_size: int | None = None
+    logprob_grad_filter: float = 0.0
     # read by `rdro train` (model and data)
     model_name_or_path: str | None = None
     gguf_file: str | None = None
@@ -133,6 +135,11 @@ class RDROConfig(TrainingArguments):
             raise ValueError(
                 f"need max_length ≥ 2 and max_prompt_length ≥ 1, got max_length={self.max_length!r}, "
                 f"max_prompt_length={self.max_prompt_length!r}"
+            )
+        if not 0.0 <= float(self.logprob_grad_filter) < 1.0:
+            raise ValueError(
+                f"logprob_grad_filter must be a probability threshold in [0, 1) (0: exact gradients), "
+                f"got {self.logprob_grad_filter!r}"
             )
         if self.activation_checkpointing_kwargs is None and self.gradient_checkpointing_kwargs is None:
             self.activation_checkpointing_kwargs = {"use_reentrant": False}
@@ -258,7 +265,10 @@ class RDROTrainer(Trainer):
             self.use_fused = False
             logger.warning("the LM-head weight is sharded in this process: computing log-probs from the full logits")
         if self.use_fused:
-            return sequence_logprobs_fused(model, input_ids, attention_mask, targets, self.args.logprob_chunk_size)
+            return sequence_logprobs_fused(
+                model, input_ids, attention_mask, targets, self.args.logprob_chunk_size,
+                grad_filter=float(self.args.logprob_grad_filter),
+            )  # fmt: skip
         return sequence_logprobs_full_logits(model, input_ids, attention_mask, targets)
 
     @torch.no_grad()

@@ -142,6 +142,90 @@ def test_vocabulary_tiles_match_reference():
                 torch.testing.assert_close(got, full, rtol=1e-3, atol=1e-4 * max(1.0, float(full.abs().max())))
 
 
+def filtered_reference_grads(hidden, weight, bias, targets, scale, g, eps, row_group, col_group):
+    """float64 gradients with the filtering rule applied by hand: the softmax part of G is dropped on the
+    (row group × column group) blocks where every scored token (g ≠ 0) has p < eps; the target part and the bias
+    gradient stay exact. row_group [N] / col_group [V]: the block index of each token / vocabulary column."""
+    h, w = hidden.double(), weight.double()
+    z = scale * (h @ w.T + (0 if bias is None else bias.double()))
+    p = torch.softmax(z, dim=-1)
+    g = torch.where(targets != -100, g.double(), 0.0)
+    onehot = torch.zeros_like(p)
+    rows = torch.nonzero(targets != -100).squeeze(1)
+    onehot[rows, targets[rows]] = 1.0
+    keep = torch.zeros_like(p, dtype=torch.bool)
+    for r in row_group.unique():
+        in_rows = row_group == r
+        for c in col_group.unique():
+            in_cols = col_group == c
+            block = p[in_rows & (g != 0)][:, in_cols]
+            if block.numel() and float(block.max()) >= eps:
+                keep[in_rows.nonzero()[:, None], in_cols.nonzero()[None, :, 0]] = True
+    grad_z = scale * g[:, None] * (onehot - p * keep)
+    exact_bias = (scale * g[:, None] * (onehot - p)).sum(0)
+    return grad_z @ w, grad_z.T @ h, exact_bias, keep
+
+
+def test_grad_filter_matches_float64_with_the_same_dropped_columns():
+    """Torch path: the dropped blocks are vocabulary columns whose scored tokens in a chunk all have p < ε."""
+    gen = torch.Generator().manual_seed(21)
+    n, width, vocab, chunk, eps = 29, 11, 53, 8, 0.02
+    hidden = torch.randn(n, width, generator=gen) * 1.5
+    weight = torch.randn(vocab, width, generator=gen)
+    bias = torch.randn(vocab, generator=gen)
+    targets = torch.randint(0, vocab, (n,), generator=gen)
+    targets[[2, 9, 10]] = -100
+    g = torch.randn(n, generator=gen)
+    logp, lse = torch_token_logprobs(hidden, weight, bias, targets, 0.7, -100, chunk_size=chunk)
+    got = torch_token_logprobs_backward(
+        g, hidden, weight, bias, targets, lse, 0.7, -100, True, True, True, chunk_size=chunk, vocab_tile=20,
+        grad_filter=eps,
+    )  # fmt: skip
+    *want, keep = filtered_reference_grads(
+        hidden, weight, bias, targets, 0.7, g, eps, torch.arange(n) // chunk, torch.arange(vocab)
+    )
+    assert 0.05 < keep.double().mean() < 0.95  # the rule drops some blocks and keeps others here
+    for name, a, b in zip(("hidden", "weight", "bias"), got, want):
+        torch.testing.assert_close(a.double(), b, rtol=1e-5, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
+    exact = torch_token_logprobs_backward(g, hidden, weight, bias, targets, lse, 0.7, -100, True, True, True)
+    assert float((exact[0] - got[0]).abs().max()) > 1e-2  # and the dropping is visible in ∂L/∂h
+
+
+def assert_filter_error_within_dropped_mass(case: dict, eps: float, seed: int, **kwargs) -> None:
+    """|Δ ∂L/∂h_ij| ≤ s |g_i| Σ_{v: p_iv < ε} p_iv |W_vj| and |Δ ∂L/∂W_vj| ≤ s Σ_i |g_i| p_iv 1[p_iv < ε] |h_ij|
+    (whatever blocks an implementation drops, it drops only entries below ε), plus the dtype's rounding; the bias
+    gradient matches the exact one."""
+    dtype = case["hidden"].dtype
+    ref, ref_grads = reference_and_grads(case, "none", upstream := _upstream(case, "none", seed))
+    out, grads = op_and_grads(case, "none", upstream, grad_filter=eps, **kwargs)
+    torch.testing.assert_close(out.double(), ref, rtol=2e-5, atol=2e-3)  # the forward is never filtered
+    h = case["hidden"].reshape(-1, case["hidden"].shape[-1]).double()
+    w = case["weight"].double()
+    targets = case["targets"].reshape(-1)
+    z = case["logit_scale"] * (h @ w.T + (0 if case["bias"] is None else case["bias"].double()))
+    p = torch.softmax(z, dim=-1)
+    below = torch.where(p < eps, p, 0.0)
+    g = torch.where(targets != -100, upstream.reshape(-1), 0.0).abs() * case["logit_scale"]
+    bounds = {"hidden": (g[:, None] * below) @ w.abs(), "weight": (g[:, None] * below).T @ h.abs()}
+    bounds["bias"] = torch.zeros(w.shape[0], dtype=torch.float64)
+    for name, ref_grad in ref_grads.items():
+        got = grads[name].double().reshape(ref_grad.shape)
+        bound = bounds[name].reshape(ref_grad.shape)
+        rounding = GRAD_TOL[dtype] * max(1.0, float(ref_grad.abs().max()))
+        excess = (got - ref_grad).abs() - bound - rounding - GRAD_TOL[dtype] * ref_grad.abs()
+        assert float(excess.max()) <= 0, f"{name}: error above the dropped-mass bound by {float(excess.max()):.3g}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_grad_filter_error_within_dropped_mass_bound_and_tiny_eps_is_exact(dtype):
+    rng = np.random.default_rng(77 + DTYPES.index(dtype))
+    for i in range(12):
+        case = random_case(rng, dtype, max_v=97)
+        chunk = int(rng.integers(1, 8))
+        assert_filter_error_within_dropped_mass(case, 0.05, seed=i, backend="torch", chunk_size=chunk)
+        assert_matches_reference(case, "none", seed=i, backend="torch", chunk_size=chunk, grad_filter=1e-30)
+
+
 def test_float64_inputs_are_exact_and_pass_gradcheck():
     gen = torch.Generator().manual_seed(0)
     hidden = torch.randn(2, 3, 5, dtype=torch.float64, generator=gen, requires_grad=True)
@@ -267,8 +351,8 @@ def test_opcheck_schema_fake_and_autograd_registrations():
     bias = torch.randn(9, requires_grad=True)
     targets = torch.tensor([0, 8, -100, 3, 3, 1])
     op = torch.ops.rdro.token_logprobs.default
-    torch.library.opcheck(op, (hidden, weight, bias, targets, 0.9, -100, "torch", 4))
-    torch.library.opcheck(op, (hidden, weight, None, targets, 1.0, -100, "torch", 0))
+    torch.library.opcheck(op, (hidden, weight, bias, targets, 0.9, -100, "torch", 4, 0.0))
+    torch.library.opcheck(op, (hidden, weight, None, targets, 1.0, -100, "torch", 0, 0.1))
 
 
 class LargestTensor(TorchDispatchMode):
@@ -321,6 +405,9 @@ def test_bad_inputs_raise_clear_errors():
         (dict(reduction="mean"), ValueError, "reduction='mean'"),
         (dict(backend="cuda"), ValueError, "backend='cuda'"),
         (dict(chunk_size=0), ValueError, "chunk_size"),
+        (dict(grad_filter=1.0), ValueError, r"grad_filter must be a probability threshold in \[0, 1\)"),
+        (dict(grad_filter=-0.1), ValueError, "grad_filter"),
+        (dict(grad_filter=True), ValueError, "grad_filter"),
         (dict(ignore_index=1.5), TypeError, "ignore_index"),
         (dict(targets=torch.full((2, 3), 7)), ValueError, r"targets contains 7.*\[0, 7\)"),
         (dict(targets=torch.full((2, 3), -1)), ValueError, "targets contains -1"),
@@ -344,7 +431,7 @@ def test_bench_cpu_smoke_writes_results_with_matching_losses(tmp_path, capsys):
 
     out = tmp_path / "bench.json"
     argv = ["logprobs", "--device", "cpu", "--shapes", "tiny", "--tokens", "32", "--seq-len", "8"]
-    argv += ["--methods", "rdro", "naive", "--reps", "1", "--warmup", "0", "--out", str(out)]
+    argv += ["--methods", "rdro", "rdro-filtered", "naive", "--reps", "1", "--warmup", "0", "--out", str(out)]
     assert bench.main(argv) == 0
     import json
 
@@ -356,6 +443,11 @@ def test_bench_cpu_smoke_writes_results_with_matching_losses(tmp_path, capsys):
         assert rdro_run["ms"] > 0 and naive_run["ms"] > 0 and case["floor_ms"] > 0
         # same inputs, same loss: the fused path and the full-logits path agree (bf16 inputs, fp32 softmax)
         assert abs(rdro_run["loss"] - naive_run["loss"]) < 1e-3 * max(1.0, abs(naive_run["loss"]))
+        # and their gradients: naive rounds the logits to bf16, so ~1e-2; the filter (2^-12 on bf16) drops a little
+        for method in ("naive", "rdro-filtered"):
+            diff = case["methods"][method]["grad_rel_diff_vs_rdro"]
+            assert 0 <= diff["hidden"] < 0.05 and 0 <= diff["weight"] < 0.05, (method, diff)
+        assert "grad_rel_diff_vs_rdro" not in rdro_run
     printed = capsys.readouterr().out
     assert "x floor" in printed and "x naive" in printed
     with pytest.raises(SystemExit):
@@ -373,3 +465,30 @@ def test_tuner_picks_the_best_geometric_mean_ratio_among_complete_candidates():
     }
     assert _winner(times) == "b"
     assert _winner({"c": {"small": 5.0}, "d": {"big": 1.0}}) is None  # no candidate ran on every shape
+
+
+def test_filter_report_statistics_agree_with_the_op_and_count_columns_and_tiles():
+    """The report's error of the column rule equals the op's own filtered-vs-exact gradient difference; kept columns
+    and tiles are counted right on a case where they are known."""
+    from rdro.llm.kernels.filter_report import _tiles_kept, filter_statistics
+
+    gen = torch.Generator().manual_seed(3)
+    n, width, vocab, chunk, eps = 300, 16, 700, 128, 0.01
+    hidden = torch.randn(n, width, generator=gen) * 2
+    weight = torch.randn(vocab, width, generator=gen)
+    targets = torch.randint(0, vocab, (n,), generator=gen)
+    upstream = torch.randint(0, 2, (n,), generator=gen).float() * 2 - 1
+    stats = filter_statistics(hidden, weight, targets, upstream, [eps], chunks=[chunk])[f"eps={eps:.6g} chunk={chunk}"]
+    grads = {}
+    for e in (0.0, eps):
+        h, w = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
+        out = sequence_logprobs(h, w, targets, reduction="none", backend="torch", chunk_size=chunk, grad_filter=e)
+        (out * upstream).sum().backward()
+        grads[e] = (h.grad, w.grad)
+    for i, key in enumerate(("grad_rel_error_hidden", "grad_rel_error_weight")):
+        direct = float((grads[eps][i] - grads[0.0][i]).norm() / grads[0.0][i].norm())
+        assert direct > 1e-4 and stats[key] == pytest.approx(direct, rel=1e-3)
+    assert 0 < stats["kept_columns"] < stats["kept_tiles"] <= 1
+    below = torch.ones(300, 700, dtype=torch.bool)
+    below[5, 3] = below[299, 699] = below[130, 300] = False  # tiles (0, 0), (2, 2), (1, 1) of 3 × 3
+    assert _tiles_kept(below, (128, 256)) == (3, 9)

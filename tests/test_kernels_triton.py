@@ -36,7 +36,13 @@ in_this_process = pytest.mark.skipif(
 
 from rdro.llm.kernels import naive_sequence_logprobs  # noqa: E402
 from rdro.llm.kernels.triton_logprobs import triton_token_logprobs, triton_token_logprobs_backward  # noqa: E402
-from test_kernels import DTYPES, assert_matches_reference, random_case  # noqa: E402
+from test_kernels import (  # noqa: E402
+    DTYPES,
+    assert_filter_error_within_dropped_mass,
+    assert_matches_reference,
+    filtered_reference_grads,
+    random_case,
+)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -88,6 +94,46 @@ def test_triton_multiple_splits_chunks_and_slabs_match_single_pass(gemm, dtype):
     for got, want in zip(grads, ref_grads):
         assert got.dtype == dtype
         torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol / 10 * float(want.abs().max()))
+
+
+@in_this_process
+@pytest.mark.parametrize("gemm", ["triton", "torch"])
+def test_triton_grad_filter_matches_float64_with_the_same_dropped_columns(gemm):
+    """Filtered backward over several chunks × slabs: the softmax part of the columns whose scored tokens in a chunk
+    all have p < ε is dropped and their matmul work skipped; the target part is exact (in G where its column is kept,
+    added on its own where not)."""
+    gen = torch.Generator().manual_seed(31)
+    n, width, vocab, chunk, slab, eps = 45, 13, 87, 24, 40, 0.05
+    hidden = (torch.randn(n, width, generator=gen) * 1.5).to(DEVICE)
+    weight = torch.randn(vocab, width, generator=gen).to(DEVICE)
+    bias = torch.randn(vocab, generator=gen).to(DEVICE)
+    targets = torch.randint(0, vocab, (n,), generator=gen).to(DEVICE)
+    targets[[0, 7, 30]] = -100
+    g = torch.randn(n, generator=gen).to(DEVICE)
+    _, lse = triton_token_logprobs(hidden, weight, bias, targets, 0.7, -100)
+    got = triton_token_logprobs_backward(
+        g, hidden, weight, bias, targets, lse, 0.7, -100, True, True, True, chunk_tokens=chunk, slab_vocab=slab,
+        gemm=gemm, grad_filter=eps,
+    )  # fmt: skip
+    *want, keep = filtered_reference_grads(
+        hidden.cpu(), weight.cpu(), bias.cpu(), targets.cpu(), 0.7, g.cpu(), eps, torch.arange(n) // chunk,
+        torch.arange(vocab),
+    )  # fmt: skip
+    assert 0.05 < keep.double().mean() < 0.95  # some columns dropped, some kept
+    dropped_targets = [i for i in range(n) if targets[i] >= 0 and not keep[i, targets[i]]]
+    assert dropped_targets  # the separate target path is exercised
+    for name, a, b in zip(("hidden", "weight", "bias"), got, want):
+        torch.testing.assert_close(a.double().cpu(), b, rtol=1e-4, atol=1e-4, msg=lambda m, name=name: f"{name}: {m}")
+
+
+@in_this_process
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_triton_grad_filter_error_within_dropped_mass_bound_and_tiny_eps_is_exact(dtype):
+    rng = np.random.default_rng(88 + DTYPES.index(dtype))
+    for i in range(3):
+        case = _on_device(random_case(rng, dtype, max_t=5, max_h=37, max_v=41), DEVICE)
+        assert_filter_error_within_dropped_mass(case, 0.05, seed=i, backend="triton")
+        assert_matches_reference(case, "none", seed=i, backend="triton", grad_filter=1e-30)
 
 
 def test_set_tuning_checks_its_input():

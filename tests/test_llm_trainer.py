@@ -84,6 +84,27 @@ def test_sequence_logprobs_equal_naive(setup, tmp_path, model_type, tie):
     torch.testing.assert_close(g_fused, g_full, rtol=1e-4, atol=1e-5)
 
 
+def test_gradient_filter_reaches_the_op_and_is_exact_at_tiny_eps(setup, tmp_path):
+    """``logprob_grad_filter``: ε = 1e-30 gives the exact LM-head gradient; a large ε changes it (so the option
+    reaches the op) while the log-probs themselves stay exact."""
+    model = tiny_causal_lm("llama", len(setup["tok"]))
+    batch = RDROTrainer(model, _config(tmp_path), setup["rows"], processing_class=setup["tok"]).data_collator(
+        [setup["rows"][i] for i in range(6)]
+    )
+    args = (batch["input_ids"], batch["attention_mask"], batch["targets"])
+    head = model.get_output_embeddings().weight
+    results = {}
+    for eps in (0.0, 1e-30, 0.2):
+        trainer = RDROTrainer(model, _config(tmp_path, logprob_grad_filter=eps), setup["rows"], setup["tok"])
+        logp = trainer._sequence_logprobs(model, *args)
+        results[eps] = (logp.detach(), torch.autograd.grad((logp * torch.linspace(-1, 1, 6)).sum(), head)[0])
+    torch.testing.assert_close(results[1e-30][1], results[0.0][1], rtol=1e-5, atol=1e-6)
+    assert float((results[0.2][1] - results[0.0][1]).abs().max()) > 1e-4
+    torch.testing.assert_close(results[0.2][0], results[0.0][0])
+    with pytest.raises(ValueError, match="logprob_grad_filter must be a probability threshold"):
+        _config(tmp_path, logprob_grad_filter=1.0)
+
+
 @pytest.mark.parametrize("loss", ["rdro", "ddro", "kto", "bco", "dpo", "sft"])
 def test_every_loss_runs_twenty_steps(setup, tmp_path, loss):
     model = tiny_causal_lm("qwen2", len(setup["tok"]))

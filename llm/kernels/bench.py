@@ -6,13 +6,19 @@ One training-step slice per method, all in one run on the same inputs: the refer
 LM-head weight. Methods:
 
 - ``rdro``: :func:`rdro.llm.kernels.sequence_logprobs` (Triton on CUDA, chunked torch on CPU);
+- ``rdro-filtered``: the same with ``grad_filter`` = ε = (the dtype's machine epsilon) / 32 (2^-12 for bf16, the
+  threshold cut-cross-entropy filters its gradient with by default): an approximate backward, see its docstring;
 - ``naive``: full logits h W^T in the input dtype, fp32 log_softmax, gather (the textbook path);
 - ``liger``: Liger-Kernel's fused chunked KTO loss (``LigerFusedLinearKTOLoss``; its own loss, same work), if installed;
 - ``cce``: cut-cross-entropy's ``linear_cross_entropy`` per token, summed per sequence, then the RDRO loss, if installed.
 
 Each time (median of ``--reps`` after ``--warmup``) is printed as a ratio to every other method and to the matmul floor
 8·N·H·V / peak (policy forward 2NHV, its two gradient matmuls 4NHV, reference forward 2NHV). Peak memory is the CUDA
-allocator's maximum above the inputs (CPU: not measured). Results go to a JSON file (temp file + rename), written
+allocator's maximum above the inputs (CPU: not measured). The methods that compute the RDRO loss (all but ``liger``,
+whose KTO loss has other gradients) also report the relative difference of their ∂h and ∂W from ``rdro``'s,
+‖Δ‖/‖∂_rdro‖, measured after the timings. Note that the inputs are random, as the anchors' were: their softmax is
+nearly uniform over the vocabulary, unlike a trained LM's, which matters for gradient filters (both
+``rdro-filtered``'s and cut-cross-entropy's): ``python -m rdro.llm.kernels.filter_report`` measures on a real LM. Results go to a JSON file (temp file + rename), written
 after every case; ``--resume`` skips cases already in it.
 """
 
@@ -34,7 +40,8 @@ ANCHOR_SHAPES = {"qwen2.5-0.5b": (896, 151936), "qwen2.5-7b": (3584, 152064), "l
 TINY_SHAPES = {"tiny-a": (24, 97), "tiny-b": (33, 250)}
 # dense bf16 tensor-core peak, TFLOP/s, by a substring of torch.cuda.get_device_name()
 PEAK_TFLOPS = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.0}
-METHODS = ("rdro", "naive", "liger", "cce")
+METHODS = ("rdro", "rdro-filtered", "naive", "liger", "cce")
+SAME_LOSS = ("rdro-filtered", "naive", "cce")  # methods whose gradients are compared with rdro's
 
 
 # ---------------------------------------------------------------------------
@@ -42,15 +49,24 @@ METHODS = ("rdro", "naive", "liger", "cce")
 # ---------------------------------------------------------------------------
 
 
-def _rdro_step(h, w, h_ref, w_ref, targets, preferred, alpha):
+def filter_eps(dtype: torch.dtype) -> float:
+    """The ``rdro-filtered`` threshold: machine epsilon of ``dtype`` / 32 (bf16: 2^-12)."""
+    return torch.finfo(dtype).eps / 32
+
+
+def _rdro_step(h, w, h_ref, w_ref, targets, preferred, alpha, grad_filter: float = 0.0):
     from rdro.llm.kernels import sequence_logprobs
 
     with torch.no_grad():
         ref = sequence_logprobs(h_ref, w_ref, targets)
-    policy = sequence_logprobs(h, w, targets)
+    policy = sequence_logprobs(h, w, targets, grad_filter=grad_filter)
     loss = rdro_loss(policy - ref, preferred, alpha)
     loss.backward()
     return loss
+
+
+def _rdro_filtered_step(h, w, h_ref, w_ref, targets, preferred, alpha):
+    return _rdro_step(h, w, h_ref, w_ref, targets, preferred, alpha, grad_filter=filter_eps(h.dtype))
 
 
 def _naive_step(h, w, h_ref, w_ref, targets, preferred, alpha):
@@ -93,7 +109,13 @@ def _liger_step(h, w, h_ref, w_ref, targets, preferred, alpha):
     return loss
 
 
-STEPS = {"rdro": _rdro_step, "naive": _naive_step, "liger": _liger_step, "cce": _cce_step}
+STEPS = {
+    "rdro": _rdro_step,
+    "rdro-filtered": _rdro_filtered_step,
+    "naive": _naive_step,
+    "liger": _liger_step,
+    "cce": _cce_step,
+}
 REQUIRES = {"liger": "liger_kernel", "cce": "cut_cross_entropy"}
 
 
@@ -143,6 +165,23 @@ def time_method(step, inputs, device, reps: int, warmup: int, alpha: float):
         h.grad = w.grad = None
     peak = (torch.cuda.max_memory_allocated(device) - base) / 2**30 if device.type == "cuda" else None
     return statistics.median(times), peak, float(loss)
+
+
+def gradient_differences(inputs, alpha: float, methods) -> dict:
+    """{method: {"hidden": ‖∂h − ∂h_rdro‖ / ‖∂h_rdro‖, "weight": the same for ∂W}} for ``methods``, one step each."""
+    h, w = inputs[0], inputs[1]
+    STEPS["rdro"](*inputs, alpha)
+    reference = (h.grad, w.grad)
+    h.grad = w.grad = None
+    out = {}
+    for method in methods:
+        STEPS[method](*inputs, alpha)
+        out[method] = {
+            name: float((got.float() - want.float()).norm() / want.float().norm())
+            for name, got, want in (("hidden", h.grad, reference[0]), ("weight", w.grad, reference[1]))
+        }
+        h.grad = w.grad = None
+    return out
 
 
 def spec_peak_tflops(device) -> float | None:
@@ -203,12 +242,15 @@ def ratio_table(cases: list[dict]) -> list[str]:
         ok = {m: r for m, r in case["methods"].items() if r.get("ms") is not None}
         for method, res in case["methods"].items():
             if res.get("ms") is None:
-                lines.append(f"  {method:6s} {res.get('error', 'skipped')}")
+                lines.append(f"  {method:13s} {res.get('error', 'skipped')}")
                 continue
             mem = f"{res['peak_gib']:.3f} GiB" if res["peak_gib"] is not None else "mem n/a"
             others = ", ".join(f"{res['ms'] / o['ms']:.2f}x {m}" for m, o in ok.items() if m != method)
+            diff = res.get("grad_rel_diff_vs_rdro")
+            diff = f"  grad vs rdro: h {diff['hidden']:.1e}, W {diff['weight']:.1e}" if diff else ""
             lines.append(
-                f"  {method:6s} {res['ms']:9.2f} ms  {mem:>12s}  {res['ms'] / case['floor_ms']:.2f}x floor  {others}"
+                f"  {method:13s} {res['ms']:9.2f} ms  {mem:>12s}  {res['ms'] / case['floor_ms']:.2f}x floor  {others}"
+                f"{diff}"
             )
     return lines
 
@@ -306,6 +348,14 @@ def main(argv: list[str] | None = None) -> int:
             inputs[0].grad = inputs[1].grad = None
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+        compared = [m for m in SAME_LOSS if case["methods"].get(m, {}).get("ms") is not None]
+        if compared and case["methods"].get("rdro", {}).get("ms") is not None:
+            try:
+                for method, diff in gradient_differences(inputs, args.alpha, compared).items():
+                    case["methods"][method]["grad_rel_diff_vs_rdro"] = diff
+            except Exception as exc:  # e.g. no room for the reference gradients: say so, keep the timings
+                case["grad_diff_error"] = f"{type(exc).__name__}: {exc}"[:300]
+            inputs[0].grad = inputs[1].grad = None
         del inputs
         cases.append(case)
         save_json(args.out, dict(meta=meta, cases=cases))

@@ -95,6 +95,7 @@ def _token_logprobs_op(
     ignore_index: int,
     backend: str,
     chunk_size: int,
+    grad_filter: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(log π(y_i), LSE_i), fp32 [N] each (fp64 for fp64 inputs), for flattened hidden [N, H]; 0 at ignored tokens."""
     _check_targets_in_range(targets, weight.shape[0], ignore_index)
@@ -109,7 +110,7 @@ def _token_logprobs_op(
 
 
 @_token_logprobs_op.register_fake
-def _token_logprobs_fake(hidden, weight, bias, targets, logit_scale, ignore_index, backend, chunk_size):
+def _token_logprobs_fake(hidden, weight, bias, targets, logit_scale, ignore_index, backend, chunk_size, grad_filter):
     n = hidden.shape[0]
     out_dtype = compute_dtype(hidden.dtype)
     return hidden.new_empty(n, dtype=out_dtype), hidden.new_empty(n, dtype=out_dtype)
@@ -127,6 +128,7 @@ def _token_logprobs_backward_op(
     ignore_index: int,
     backend: str,
     chunk_size: int,
+    grad_filter: float,
     need_hidden: bool,
     need_weight: bool,
     need_bias: bool,
@@ -137,9 +139,10 @@ def _token_logprobs_backward_op(
         if backend == "triton":
             from rdro.llm.kernels.triton_logprobs import triton_token_logprobs_backward
 
-            grads = triton_token_logprobs_backward(*args, need_bias)
+            grads = triton_token_logprobs_backward(*args, need_bias, grad_filter=grad_filter)
         else:
-            grads = torch_token_logprobs_backward(*args, need_bias, chunk_size=chunk_size or DEFAULT_CHUNK_SIZE)
+            chunk_size = chunk_size or DEFAULT_CHUNK_SIZE
+            grads = torch_token_logprobs_backward(*args, need_bias, chunk_size=chunk_size, grad_filter=grad_filter)
     return tuple(g if g is not None else hidden.new_empty(0) for g in grads)
 
 
@@ -155,6 +158,7 @@ def _token_logprobs_backward_fake(
     ignore_index,
     backend,
     chunk_size,
+    grad_filter,
     need_hidden,
     need_weight,
     need_bias,
@@ -168,10 +172,10 @@ def _token_logprobs_backward_fake(
 
 
 def _setup_context(ctx, inputs, output):
-    hidden, weight, bias, targets, logit_scale, ignore_index, backend, chunk_size = inputs
+    hidden, weight, bias, targets, logit_scale, ignore_index, backend, chunk_size, grad_filter = inputs
     ctx.mark_non_differentiable(output[1])
     ctx.save_for_backward(hidden, weight, bias, targets, output[1])
-    ctx.options = (logit_scale, ignore_index, backend, chunk_size)
+    ctx.options = (logit_scale, ignore_index, backend, chunk_size, grad_filter)
 
 
 def _backward(ctx, grad_logp, _grad_lse):
@@ -179,7 +183,7 @@ def _backward(ctx, grad_logp, _grad_lse):
     need_hidden, need_weight, need_bias = ctx.needs_input_grad[:3]
     need_bias = bool(need_bias and bias is not None)
     if grad_logp is None or not (need_hidden or need_weight or need_bias):
-        return None, None, None, None, None, None, None, None
+        return (None,) * 9
     gh, gw, gb = _token_logprobs_backward_op(
         grad_logp.contiguous(), hidden, weight, bias, targets, lse, *ctx.options, need_hidden, need_weight, need_bias
     )
@@ -187,11 +191,7 @@ def _backward(ctx, grad_logp, _grad_lse):
         gh if need_hidden else None,
         gw if need_weight else None,
         gb if need_bias else None,
-        None,
-        None,
-        None,
-        None,
-        None,
+        *(None,) * 6,
     )
 
 
@@ -203,7 +203,7 @@ _token_logprobs_op.register_autograd(_backward, setup_context=_setup_context)
 # ---------------------------------------------------------------------------
 
 
-def _validate(hidden, weight, targets, bias, logit_scale, ignore_index, reduction, chunk_size):
+def _validate(hidden, weight, targets, bias, logit_scale, ignore_index, reduction, chunk_size, grad_filter):
     for name, t in (("hidden", hidden), ("weight", weight), ("targets", targets)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -245,6 +245,10 @@ def _validate(hidden, weight, targets, bias, logit_scale, ignore_index, reductio
         raise ValueError(f"reduction={reduction!r} is not one of {REDUCTIONS}")
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    if isinstance(grad_filter, bool) or not isinstance(grad_filter, (int, float)) or not 0 <= grad_filter < 1:
+        raise ValueError(
+            f"grad_filter must be a probability threshold in [0, 1) (0: exact gradients), got {grad_filter!r}"
+        )
 
 
 def sequence_logprobs(
@@ -258,6 +262,7 @@ def sequence_logprobs(
     reduction: str = "sum",
     backend: str = "auto",
     chunk_size: Optional[int] = None,
+    grad_filter: float = 0.0,
 ) -> torch.Tensor:
     """Log-probs of ``targets`` under the LM head, without materialising the [tokens × vocabulary] logits.
 
@@ -286,6 +291,11 @@ def sequence_logprobs(
         reduction: "sum" or "none" (see above).
         backend: "auto" (Triton for CUDA tensors when triton imports, else torch), "triton" or "torch".
         chunk_size: tokens per chunk for the torch path (default 1024); the Triton path picks its own tiling.
+        grad_filter: ε in [0, 1). 0 (default): exact gradients. ε > 0: the backward drops the softmax part of
+            ∂L/∂logits in the vocabulary columns where every scored token of a token chunk has probability < ε,
+            and skips their matrix work; the target part is kept exactly.
+            Error in ∂L/∂h_i ≤ s |g_i| Σ_{dropped v} p_iv ‖W_v‖ (cut-cross-entropy's gradient filtering uses
+            ε = 2^-12 for bf16). The forward (the log-probs themselves) is never affected.
 
     Returns:
         fp32 tensor (fp64 when the inputs are fp64; fp64 always runs on the torch path).
@@ -295,7 +305,7 @@ def sequence_logprobs(
     ``weight`` and ``bias`` when they require grad; when none does (the reference model), the op runs its
     forward-only path and keeps nothing for backward.
     """
-    _validate(hidden, weight, targets, bias, logit_scale, ignore_index, reduction, chunk_size)
+    _validate(hidden, weight, targets, bias, logit_scale, ignore_index, reduction, chunk_size, grad_filter)
     device_type = hidden.device.type
     if torch.is_autocast_enabled(device_type):
         cast = torch.get_autocast_dtype(device_type)
@@ -313,6 +323,7 @@ def sequence_logprobs(
         int(ignore_index),
         impl,
         int(chunk_size or 0),
+        float(grad_filter),
     )
     if reduction == "none":
         return logp.reshape(lead_shape)

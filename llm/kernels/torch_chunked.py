@@ -18,6 +18,15 @@ recomputing each logits tile from h and W (p_i = exp(z_i − LSE_i) with the LSE
 formed in fp32; ∂L/∂h is accumulated per chunk and ∂L/∂W, ∂L/∂b over all chunks in fp32 buffers, then cast to the
 dtype of the input they belong to.
 
+Gradient filtering (``grad_filter`` = ε > 0, off by default): G splits into the target part s g_i e_{y_i} and the
+softmax part −s g_i p_i. The target part is always kept (here added on its own by :func:`add_target_gradients`); the
+softmax part is dropped in the vocabulary columns v where every scored token of the chunk has p_iv < ε, and the
+gradient matmuls run on the kept columns only (gathered). The Triton path applies the same rule per its own token
+chunk. The error in ∂L/∂h_i is at most s |g_i| Σ_{v dropped} p_iv ‖W_v‖, small when the probability mass below ε is;
+the bias gradient stays exact. The idea of skipping gradient entries below ε is cut-cross-entropy's (its default ε
+for bf16 is 2^-12); its unit is a token × vocabulary tile, which on a trained LM's distributions almost never has
+every entry below ε (``python -m rdro.llm.kernels.filter_report`` measures both), hence columns here.
+
 All functions here work on flattened inputs: hidden [N, H], weight [V, H], bias [V] or None, targets [N] int64.
 """
 
@@ -28,6 +37,7 @@ import torch
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_VOCAB_TILE",
+    "add_target_gradients",
     "compute_dtype",
     "torch_token_logprobs",
     "torch_token_logprobs_backward",
@@ -94,6 +104,35 @@ def torch_token_logprobs(
     return logp, lse
 
 
+def add_target_gradients(
+    scaled_grad: torch.Tensor,
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    grad_hidden,
+    grad_weight,
+    grad_bias,
+) -> None:
+    """Add the target part of the backward, G_{i,y_i} += s g_i, in place: ``grad_hidden``[i] += s g_i W[y_i] ([n, H]),
+    ``grad_weight``[y] += Σ_{i: y_i = y} s g_i h_i (summed per distinct target in ``scaled_grad``'s dtype, then added
+    once, so a bf16 ``grad_weight`` is rounded once per call), ``grad_bias``[y] += Σ_{i: y_i = y} s g_i; each may be
+    None. ``scaled_grad`` = s g [n] (0 at ignored tokens, whose targets are never read)."""
+    rows = torch.nonzero(scaled_grad).squeeze(1)
+    if rows.numel() == 0:
+        return
+    tgt = targets[rows]
+    sg = scaled_grad[rows]
+    if grad_hidden is not None:
+        grad_hidden.index_add_(0, rows, sg[:, None] * weight[tgt].to(grad_hidden.dtype))
+    if grad_weight is not None:
+        distinct, which = torch.unique(tgt, return_inverse=True)
+        per_target = torch.zeros(distinct.numel(), hidden.shape[1], dtype=sg.dtype, device=sg.device)
+        per_target.index_add_(0, which, sg[:, None] * hidden[rows].to(sg.dtype))
+        grad_weight.index_add_(0, distinct, per_target.to(grad_weight.dtype))
+    if grad_bias is not None:
+        grad_bias.index_add_(0, tgt, sg.to(grad_bias.dtype))
+
+
 def torch_token_logprobs_backward(
     grad_logp: torch.Tensor,
     hidden: torch.Tensor,
@@ -108,11 +147,13 @@ def torch_token_logprobs_backward(
     need_bias: bool,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     vocab_tile: int = DEFAULT_VOCAB_TILE,
+    grad_filter: float = 0.0,
 ):
     """(∂L/∂h, ∂L/∂W, ∂L/∂b) from g = ∂L/∂log π [N]; each is None when not needed.
 
     G = s · g_i (e_{y_i} − exp(z_i − LSE_i)) per recomputed tile; ∂L/∂h = G W, ∂L/∂W = G^T h, ∂L/∂b = Σ_i G_i,
-    products in fp32, ∂L/∂W and ∂L/∂b accumulated over token chunks in fp32.
+    products in fp32, ∂L/∂W and ∂L/∂b accumulated over token chunks in fp32. ``grad_filter`` = ε > 0 drops the softmax
+    part of the vocabulary columns whose scored tokens in the chunk all have p < ε (module docstring).
     """
     n, width = hidden.shape
     vocab = weight.shape[0]
@@ -130,21 +171,37 @@ def torch_token_logprobs_backward(
         g = g_all[c0:c1]
         chunk_lse = lse[c0:c1].to(cdt)
         dh = torch.zeros(c1 - c0, width, dtype=cdt, device=dev) if need_hidden else None
+        scored = g != 0
         for v0 in range(0, vocab, vocab_tile):
             v1 = min(vocab, v0 + vocab_tile)
-            z = _logits_tile(h32, weight, bias, v0, v1, logit_scale)
-            grad_z = torch.exp(z - chunk_lse[:, None]).mul_(-g[:, None])
-            in_tile = (tgt >= v0) & (tgt < v1)
-            rows = torch.nonzero(in_tile).squeeze(1)
-            grad_z[rows, tgt[rows] - v0] += g[rows]
-            if logit_scale != 1.0:
-                grad_z *= logit_scale
+            prob = torch.exp(_logits_tile(h32, weight, bias, v0, v1, logit_scale) - chunk_lse[:, None])
+            if grad_filter > 0:
+                if need_bias:  # the bias gradient keeps every column
+                    grad_b32[v0:v1] -= logit_scale * (g @ prob)
+                cols = torch.nonzero(prob[scored].amax(dim=0) >= grad_filter).squeeze(1) if scored.any() else None
+                if cols is None or cols.numel() == 0:
+                    continue
+                grad_z = prob[:, cols].mul_(-logit_scale * g[:, None])
+                w_tile = weight[v0:v1][cols].to(cdt)
+            else:
+                grad_z = prob.mul_(-g[:, None])
+                in_tile = (tgt >= v0) & (tgt < v1)
+                rows = torch.nonzero(in_tile).squeeze(1)
+                grad_z[rows, tgt[rows] - v0] += g[rows]
+                if logit_scale != 1.0:
+                    grad_z *= logit_scale
+                w_tile = weight[v0:v1].to(cdt)
+                if need_bias:
+                    grad_b32[v0:v1] += grad_z.sum(dim=0)
             if need_hidden:
-                dh += grad_z @ weight[v0:v1].to(cdt)
+                dh += grad_z @ w_tile
             if need_weight:
-                grad_w32[v0:v1] += grad_z.T @ h32
-            if need_bias:
-                grad_b32[v0:v1] += grad_z.sum(dim=0)
+                if grad_filter > 0:
+                    grad_w32.index_add_(0, v0 + cols, grad_z.T @ h32)
+                else:
+                    grad_w32[v0:v1] += grad_z.T @ h32
+        if grad_filter > 0:
+            add_target_gradients(logit_scale * g, h32, weight, tgt, dh, grad_w32, grad_b32)
         if need_hidden:
             grad_hidden[c0:c1] = dh.to(hidden.dtype)
     grad_weight = grad_w32.to(weight.dtype) if need_weight else None

@@ -29,6 +29,8 @@ import torch
 import triton
 import triton.language as tl
 
+from rdro.llm.kernels.torch_chunked import add_target_gradients
+
 __all__ = ["TUNING", "set_tuning", "triton_token_logprobs", "triton_token_logprobs_backward", "backward_tiling"]
 
 
@@ -154,6 +156,7 @@ def _grad_logits_kernel(
     lse_ptr,
     grad_ptr,
     out_ptr,
+    col_max_ptr,
     n_rows,
     slab_lo,
     slab_width,
@@ -161,13 +164,17 @@ def _grad_logits_kernel(
     width,
     scale,
     HAS_BIAS: tl.constexpr,
+    COLUMN_MAX: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_V: tl.constexpr,
     BLOCK_H: tl.constexpr,
     PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
 ):
-    """G[i, v − slab_lo] = s g_i (1[v = y_i] − exp(z_iv − LSE_i)) for v in the slab; g_i = 0 at ignored tokens."""
+    """G[i, v − slab_lo] = s g_i (1[v = y_i] − exp(z_iv − LSE_i)) for v in the slab; g_i = 0 at ignored tokens.
+
+    COLUMN_MAX: also col_max[v − slab_lo] = max over the scored tokens (g_i ≠ 0) of p_iv (atomic max across the token
+    blocks; the caller zeroes it), for the gradient filter."""
     pid_n = tl.program_id(0)
     pid_v = tl.program_id(1)
     rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -182,8 +189,12 @@ def _grad_logits_kernel(
     lse = tl.load(lse_ptr + rows, mask=row_mask, other=float("inf"))  # exp(z − inf) = 0 in padding rows
     g = tl.load(grad_ptr + rows, mask=row_mask, other=0.0)
     tgt = tl.load(tgt_ptr + rows, mask=row_mask, other=-1)
+    prob = tl.exp(z - lse[:, None])
+    if COLUMN_MAX:
+        scored_prob = tl.where((g != 0.0)[:, None], prob, 0.0)
+        tl.atomic_max(col_max_ptr + local, tl.max(scored_prob, axis=0), mask=col_mask)
     onehot = (cols[None, :] == tgt[:, None]).to(tl.float32)
-    grad_z = (scale * g)[:, None] * (onehot - tl.exp(z - lse[:, None]))
+    grad_z = (scale * g)[:, None] * (onehot - prob)
     out = out_ptr + rows.to(tl.int64)[:, None] * slab_width + local[None, :]
     tl.store(out, grad_z.to(out_ptr.dtype.element_ty), mask=row_mask[:, None] & col_mask[None, :])
 
@@ -409,8 +420,18 @@ def triton_token_logprobs_backward(
     chunk_tokens: int | None = None,
     slab_vocab: int | None = None,
     gemm: str | None = None,
+    grad_filter: float = 0.0,
 ):
-    """(∂L/∂h, ∂L/∂W, ∂L/∂b) — None where not needed — from g = ∂L/∂log π, recomputing logits tiles (module doc)."""
+    """(∂L/∂h, ∂L/∂W, ∂L/∂b) — None where not needed — from g = ∂L/∂log π, recomputing logits tiles (module doc).
+
+    ``grad_filter`` = ε > 0: the rule of :mod:`~rdro.llm.kernels.torch_chunked` — in each token chunk, the softmax
+    part of the vocabulary columns where every scored token has p < ε is dropped. The grad kernel also returns each
+    column's max p; the kept columns of G and of W are gathered and the two gradient matmuls run on them only
+    (``matmul``, in pieces of ≤ 4096 columns); a token whose target column was dropped gets its target part from
+    :func:`~rdro.llm.kernels.torch_chunked.add_target_gradients`. In a kept column the target and softmax parts are
+    formed together in fp32 before G's one rounding, as in the exact path (a confident token's s g (1 − p_y) must not
+    become the difference of two rounded numbers). Costs beyond the exact path: one host sync per (chunk, slab) for
+    the number of kept columns, and the gathered copy of G's kept columns."""
     n_rows, width = hidden.shape
     vocab = weight.shape[0]
     dev = hidden.device
@@ -431,29 +452,55 @@ def triton_token_logprobs_backward(
     if gemm not in ("triton", "torch"):
         raise ValueError(f"gemm must be 'triton' or 'torch', got {gemm!r}")
     matmul = _matmul_accumulate if gemm == "triton" else _torch_matmul_accumulate
+    filtered = grad_filter > 0
     bias_arg = bias if bias is not None else hidden
     max_rows = min(chunk_tokens, n_rows)
     g_buffer = torch.empty(max_rows * min(slab_vocab, vocab), dtype=dtype, device=dev)
     acc_hidden = torch.empty(max_rows, width, dtype=torch.float32, device=dev) if need_hidden else None
+    col_max = torch.zeros(min(slab_vocab, vocab) if filtered else 1, dtype=torch.float32, device=dev)
     for c0 in range(0, n_rows, chunk_tokens):
         c1 = min(n_rows, c0 + chunk_tokens)
         rows = c1 - c0
         h_chunk = hidden[c0:c1]
+        chunk_targets = targets[c0:c1]
+        target_dropped = torch.zeros(rows, dtype=torch.bool, device=dev) if filtered else None
         for s_idx, v0 in enumerate(range(0, vocab, slab_vocab)):
             v1 = min(vocab, v0 + slab_vocab)
             grad_z = g_buffer[: rows * (v1 - v0)].view(rows, v1 - v0)
+            if filtered:
+                col_max[: v1 - v0].zero_()
             grid = (triton.cdiv(rows, cfg["BLOCK_N"]), triton.cdiv(v1 - v0, cfg["BLOCK_V"]))
             _grad_logits_kernel[grid](
-                h_chunk, weight, bias_arg, targets[c0:c1], lse[c0:c1], g[c0:c1], grad_z,
+                h_chunk, weight, bias_arg, chunk_targets, lse[c0:c1], g[c0:c1], grad_z, col_max,
                 rows, v0, v1 - v0, vocab, width, float(logit_scale),
-                HAS_BIAS=bias is not None, PRECISION=precision, UPCAST=_upcast(dtype), **cfg,
+                HAS_BIAS=bias is not None, COLUMN_MAX=filtered, PRECISION=precision, UPCAST=_upcast(dtype), **cfg,
             )  # fmt: skip
-            if need_hidden:
-                matmul(grad_z, weight[v0:v1], acc_hidden[:rows], accumulate=s_idx > 0)
-            if need_weight:
-                matmul(grad_z.T, h_chunk, grad_weight[v0:v1], accumulate=c0 > 0)
             if need_bias:
-                grad_bias32[v0:v1] += grad_z.sum(dim=0, dtype=torch.float32)
+                grad_bias32[v0:v1] += grad_z.sum(dim=0, dtype=torch.float32)  # every column: the bias stays exact
+            if not filtered:
+                if need_hidden:
+                    matmul(grad_z, weight[v0:v1], acc_hidden[:rows], accumulate=s_idx > 0)
+                if need_weight:
+                    matmul(grad_z.T, h_chunk, grad_weight[v0:v1], accumulate=c0 > 0)
+                continue
+            kept = col_max[: v1 - v0] >= grad_filter
+            in_slab = (chunk_targets >= v0) & (chunk_targets < v1)
+            target_dropped |= in_slab & ~kept[(chunk_targets - v0).clamp(0, v1 - v0 - 1)]
+            if need_hidden and s_idx == 0:
+                acc_hidden[:rows].zero_()
+            for piece in torch.nonzero(kept).squeeze(1).split(4096):  # the host learns the kept columns here
+                g_kept = grad_z[:, piece]
+                if need_hidden:
+                    matmul(g_kept, weight[v0 + piece], acc_hidden[:rows], accumulate=True)
+                if need_weight:
+                    w_rows = grad_weight[v0 + piece]
+                    matmul(g_kept.T, h_chunk, w_rows, accumulate=True)
+                    grad_weight[v0 + piece] = w_rows
+        if filtered:
+            add_target_gradients(
+                torch.where(target_dropped, float(logit_scale) * g[c0:c1], 0.0), h_chunk, weight, chunk_targets,
+                acc_hidden[:rows] if need_hidden else None, grad_weight, None,  # the bias sum above has it
+            )  # fmt: skip
         if need_hidden:
             grad_hidden[c0:c1] = acc_hidden[:rows]
     grad_bias = grad_bias32.to(bias.dtype) if need_bias else None

@@ -172,6 +172,7 @@ class BenchmarkConfig:
     dynamics_steps: int = 15
     system_prompt: str = "Answer briefly."
     sample_batch_size: int = 64
+    logprob_grad_filter: float = 0.0  # the trainer's approximate LM-head backward (0: exact), for its effect on training
 
     def __post_init__(self):
         for name in ("n_prompts", "train_per_prompt", "heldout_per_prompt", "max_new_tokens", "steps", "batch_size"):
@@ -192,10 +193,14 @@ class BenchmarkConfig:
                 raise ValueError(f"{name} has unknown method(s) {unknown}; expected names from {list(METHODS)}")
         if self.eval_every < 1 or self.fresh_prompts < 1 or self.fresh_per_prompt < 1:
             raise ValueError("eval_every, fresh_prompts and fresh_per_prompt must be ≥ 1")
+        if not 0.0 <= float(self.logprob_grad_filter) < 1.0:
+            raise ValueError(f"logprob_grad_filter must lie in [0, 1), got {self.logprob_grad_filter!r}")
 
     def digest(self, with_methods: bool = False) -> str:
         """Hash of the sizes (the cache key of the pool and of each run); ``with_methods`` adds the method lists."""
         d = dataclasses.asdict(self)
+        if not d["logprob_grad_filter"]:  # the exact default keeps the cache keys of the runs made before the option
+            del d["logprob_grad_filter"]
         if not with_methods:
             for name in ("threshold_methods", "cyclic_methods", "dynamics_methods"):
                 d.pop(name)
@@ -891,6 +896,7 @@ def train_method(base_model, tok, rows: list[dict], method: str, cfg: BenchmarkC
         seed=seed, data_seed=seed, use_cpu=not torch.cuda.is_available(), report_to="none", disable_tqdm=not progress,
         max_length=longest + 1, max_prompt_length=max(data["completion_start"]),
         precompute_ref_logprobs=not has_ref, ref_cache_dir=os.path.join(work_dir, "ref_logprobs"),
+        logprob_grad_filter=cfg.logprob_grad_filter,
     )  # fmt: skip
     record = {"log": [], "eval": [], "diverged_at": None}
 
@@ -1181,7 +1187,8 @@ def _summarise(runs: dict) -> tuple[list, list]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``rdro benchmark known-preference [--quick] [--seed N] [--methods a,b] [--cache-dir DIR] [--force]``
+    """``rdro benchmark known-preference [--quick] [--seed N] [--methods a,b] [--cache-dir DIR] [--grad-filter EPS]
+    [--force]``
     (and ``rdro benchmark throughput ...``, see :mod:`rdro.llm.trainer_throughput`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="rdro benchmark", description="LLM benchmarks of rdro")
@@ -1194,6 +1201,8 @@ def main(argv: list[str] | None = None) -> int:
     kp.add_argument("--cache-dir", default=".rdro_cache/llm", help="results cache (resumable per run)")
     kp.add_argument("--model", default=None, help="local HF checkpoint folder (Qwen2 / Llama) instead of the default")
     kp.add_argument("--gpu-scale", action="store_true", help="the larger GPU_CONFIG sizes (needs a GPU in practice)")
+    kp.add_argument("--grad-filter", type=float, default=0.0, metavar="EPS",
+                    help="train with the LM-head op's approximate backward at threshold EPS (default 0: exact)")
     kp.add_argument("--force", action="store_true", help="recompute even when cached")
     kp.add_argument("--no-progress", action="store_true")
     sub.add_parser("throughput", help="GPU throughput: rdro trainer vs TRL KTOTrainer (± Liger)", add_help=False)
@@ -1206,11 +1215,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick and args.gpu_scale:
         print("rdro benchmark known-preference: --quick and --gpu-scale exclude each other", file=sys.stderr)
         return 2
+    base = GPU_CONFIG if args.gpu_scale else (QUICK_CONFIG if args.quick else FULL_CONFIG)
     config = GPU_CONFIG if args.gpu_scale else None
     if args.model:
-        base = GPU_CONFIG if args.gpu_scale else (QUICK_CONFIG if args.quick else FULL_CONFIG)
         config = dataclasses.replace(base, model=args.model)
     try:
+        if args.grad_filter:
+            config = dataclasses.replace(config or base, logprob_grad_filter=args.grad_filter)
         result = run_known_preference(quick=args.quick, cache_dir=args.cache_dir, seed=args.seed, methods=methods,
                                       progress=not args.no_progress, config=config, force=args.force)  # fmt: skip
     except ValueError as exc:

@@ -366,3 +366,21 @@ def test_f10_is_omitted_without_a_gpu_file(tmp_path, monkeypatch):
     md = (tmp_path / "out" / "REPORT.md").read_text()
     assert "omitted: no GPU results file" in md
     assert not (tmp_path / "out" / "figures" / "F10_kernels.png").exists()
+
+
+def test_f10_goal_checks_cover_the_exact_op_and_its_filtered_backward():
+    from rdro.paper_figures.f10_kernels import _goal_checks
+
+    methods = {
+        "rdro": dict(ms=300.0, peak_gib=1.3),
+        "rdro-filtered": dict(ms=200.0, peak_gib=1.31),
+        "liger": dict(ms=260.0, peak_gib=3.5),
+    }
+    case = dict(shape="qwen2.5-7b", tokens=32768, floor_ms=178.0, methods=methods)
+    checks = {c["statistic"]: c for c in _goal_checks([case], "test")}
+    at = "qwen2.5-7b, N = 32768"
+    assert not checks[f"{at}: rdro time / matmul floor"]["passed"]  # 1.69
+    assert checks[f"{at}: rdro-filtered time / matmul floor"]["passed"]  # 1.12
+    assert checks[f"{at}: Liger time / rdro-filtered time"]["passed"]  # 1.30
+    assert not checks[f"{at}: rdro-filtered peak memory (GiB)"]["passed"]  # 1.31 > 1.3
+    assert len(checks) == 6

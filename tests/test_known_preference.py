@@ -302,6 +302,10 @@ def test_run_and_cli_errors(tmp_path, capsys):
         kp.run_known_preference(cache_dir=str(tmp_path), seed=-1, progress=False, config=TINY)
     assert kp.main(["known-preference", "--quick", "--methods", "ppo", "--cache-dir", str(tmp_path)]) == 2
     assert "methods" in capsys.readouterr().err
+    assert kp.main(["known-preference", "--quick", "--grad-filter", "1.5", "--cache-dir", str(tmp_path)]) == 2
+    assert "logprob_grad_filter must lie in [0, 1)" in capsys.readouterr().err
+    assert kp.FULL_CONFIG.digest() == dataclasses.replace(kp.FULL_CONFIG, logprob_grad_filter=0.0).digest()
+    assert kp.FULL_CONFIG.digest() != dataclasses.replace(kp.FULL_CONFIG, logprob_grad_filter=1e-3).digest()
     with pytest.raises(SystemExit) as exc:
         kp.main(["--help"])
     assert exc.value.code == 0 and "known-preference" in capsys.readouterr().out

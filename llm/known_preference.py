@@ -172,7 +172,7 @@ class BenchmarkConfig:
     dynamics_steps: int = 15
     system_prompt: str = "Answer briefly."
     sample_batch_size: int = 64
-    logprob_grad_filter: float = 0.0  # the trainer's approximate LM-head backward (0: exact), for its effect on training
+    logprob_grad_filter: float = 0.0  # the LM-head op's approximate backward (0: exact), to see its effect
 
     def __post_init__(self):
         for name in ("n_prompts", "train_per_prompt", "heldout_per_prompt", "max_new_tokens", "steps", "batch_size"):
@@ -1202,7 +1202,7 @@ def main(argv: list[str] | None = None) -> int:
     kp.add_argument("--model", default=None, help="local HF checkpoint folder (Qwen2 / Llama) instead of the default")
     kp.add_argument("--gpu-scale", action="store_true", help="the larger GPU_CONFIG sizes (needs a GPU in practice)")
     kp.add_argument("--grad-filter", type=float, default=0.0, metavar="EPS",
-                    help="train with the LM-head op's approximate backward at threshold EPS (default 0: exact)")
+                    help="train with the LM-head op's approximate backward at threshold EPS (default 0: exact)")  # fmt: skip
     kp.add_argument("--force", action="store_true", help="recompute even when cached")
     kp.add_argument("--no-progress", action="store_true")
     sub.add_parser("throughput", help="GPU throughput: rdro trainer vs TRL KTOTrainer (± Liger)", add_help=False)

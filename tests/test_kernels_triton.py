@@ -51,13 +51,17 @@ def _on_device(case: dict, device: str) -> dict:
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in case.items()}
 
 
+def _tiny_cases(seed: int, dtype: torch.dtype, count: int):
+    """``count`` random tiny cases on DEVICE (H ≤ 37, V ≤ 41: the interpreter is slow)."""
+    rng = np.random.default_rng(seed + DTYPES.index(dtype))
+    return [_on_device(random_case(rng, dtype, max_t=5, max_h=37, max_v=41), DEVICE) for _ in range(count)]
+
+
 @in_this_process
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_triton_random_tiny_shapes(dtype):
     """Odd H and V (not multiples of the 16-wide interpreter blocks), masks, bias, logit scale, |logits| to 1e3."""
-    rng = np.random.default_rng(99 + DTYPES.index(dtype))
-    for i in range(4):
-        case = _on_device(random_case(rng, dtype, max_t=5, max_h=37, max_v=41), DEVICE)
+    for i, case in enumerate(_tiny_cases(99, dtype, 4)):
         assert_matches_reference(case, "sum" if i % 2 else "none", seed=i, backend="triton")
 
 
@@ -129,9 +133,7 @@ def test_triton_grad_filter_matches_float64_with_the_same_dropped_columns(gemm):
 @in_this_process
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_triton_grad_filter_error_within_dropped_mass_bound_and_tiny_eps_is_exact(dtype):
-    rng = np.random.default_rng(88 + DTYPES.index(dtype))
-    for i in range(3):
-        case = _on_device(random_case(rng, dtype, max_t=5, max_h=37, max_v=41), DEVICE)
+    for i, case in enumerate(_tiny_cases(88, dtype, 3)):
         assert_filter_error_within_dropped_mass(case, 0.05, seed=i, backend="triton")
         assert_matches_reference(case, "none", seed=i, backend="triton", grad_filter=1e-30)
 

@@ -3,7 +3,7 @@
 #   1. correctness of the compiled Triton kernels at real vocabulary sizes (the GPU defaults);
 #   2. (only when asked: STEPS="2 ...") re-tuning of block sizes / backward GEMM / slab width on this GPU
 #      (python -m rdro.llm.kernels.tune); later steps then use its choice;
-#   3. `rdro bench logprobs` beside naive, Liger-Kernel and cut-cross-entropy;
+#   3. `rdro bench logprobs` (exact and gradient-filtered) beside naive, Liger-Kernel and cut-cross-entropy;
 #   4. `rdro benchmark throughput`: rdro's trainer vs TRL KTOTrainer (± Liger) on the Qwen2.5-0.5B architecture;
 #   5. the full Triton correctness sweep (slow tests included).
 # Usage: bash llm/kernels/gpu_check.sh [OUT_DIR]. Optional wheels (Liger-Kernel, cut-cross-entropy, trl, ...) in
@@ -58,7 +58,7 @@ if want 2; then
 fi
 if want 3; then
   step "3 bench logprobs (tuning: ${RDRO_TRITON_TUNING:-none})"
-  timeout 150 "$PY" -m rdro.llm.kernels.bench logprobs --out "$OUT_DIR/bench_logprobs.json" --reps 10 --warmup 3 2>&1 \
+  timeout 190 "$PY" -m rdro.llm.kernels.bench logprobs --out "$OUT_DIR/bench_logprobs.json" --reps 10 --warmup 3 2>&1 \
     | grep -v "it/s\]$" | tee -a "$LOG"
 fi
 if want 4; then

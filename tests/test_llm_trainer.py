@@ -231,9 +231,10 @@ def test_on_the_fly_reference_equals_cached(setup, tmp_path):
     assert t[True] == pytest.approx(t[False], abs=1e-5)
 
 
-def test_bf16_gradient_checkpointing_runs(setup, tmp_path):
+@pytest.mark.parametrize("grad_filter", [0.0, 2.0**-12])
+def test_bf16_gradient_checkpointing_runs(setup, tmp_path, grad_filter):
     model = tiny_causal_lm("llama", len(setup["tok"]))
-    cfg = _config(tmp_path, max_steps=2, bf16=True, gradient_checkpointing=True)
+    cfg = _config(tmp_path, max_steps=2, bf16=True, gradient_checkpointing=True, logprob_grad_filter=grad_filter)
     trainer = RDROTrainer(model, cfg, setup["rows"], setup["tok"])
     trainer.train()
     assert all(math.isfinite(v) for v in _losses(trainer))

@@ -16,20 +16,10 @@ OUT_DIR="${1:-${OUT:-results}}"
 mkdir -p "$OUT_DIR" && OUT_DIR="$(cd "$OUT_DIR" && pwd)"
 LOG="$OUT_DIR/log"
 PY="${PYTHON:-python3}"
-export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false PYTHONSAFEPATH=1  # the repo root's rdro/ must not shadow the package
 STEPS="${STEPS:-1 3 4 5}"  # which of the numbered steps below to run
 step() { echo "=== $(date +%T) $*" | tee -a "$LOG"; }
 want() { [[ " $STEPS " == *" $1 "* ]]; }
-if ls .whl/*.whl >/dev/null 2>&1; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
-fi
-if ! "$PY" -c "import rdro.llm.kernels" 2>/dev/null; then  # not installed: the pyproject's package-dir map as links
-  SRC="$(mktemp -d)"; mkdir "$SRC/rdro"
-  for f in "$PWD"/rdro/*; do ln -s "$f" "$SRC/rdro/"; done
-  for d in theory simulations llm paper_figures; do ln -s "$PWD/$d" "$SRC/rdro/$d"; done
-  export PYTHONPATH="$SRC${PYTHONPATH:+:$PYTHONPATH}"
-fi
+source scripts/device_env.sh  # wheels from .whl/, and the checkout on the path
 step environment
 { nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv
   "$PY" -c "

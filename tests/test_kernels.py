@@ -207,7 +207,7 @@ def assert_filter_error_within_dropped_mass(case: dict, eps: float, seed: int, *
     below = torch.where(p < eps, p, 0.0)
     g = torch.where(targets != -100, upstream.reshape(-1), 0.0).abs() * case["logit_scale"]
     bounds = {"hidden": (g[:, None] * below) @ w.abs(), "weight": (g[:, None] * below).T @ h.abs()}
-    bounds["bias"] = torch.zeros(w.shape[0], dtype=torch.float64)
+    bounds["bias"] = torch.zeros(w.shape[0], dtype=torch.float64, device=w.device)
     for name, ref_grad in ref_grads.items():
         got = grads[name].double().reshape(ref_grad.shape)
         bound = bounds[name].reshape(ref_grad.shape)

@@ -492,3 +492,26 @@ def test_filter_report_statistics_agree_with_the_op_and_count_columns_and_tiles(
     below = torch.ones(300, 700, dtype=torch.bool)
     below[5, 3] = below[299, 699] = below[130, 300] = False  # tiles (0, 0), (2, 2), (1, 1) of 3 × 3
     assert _tiles_kept(below, (128, 256)) == (3, 9)
+
+
+def test_bench_lm_inputs_sample_targets_from_their_own_softmax():
+    """``--inputs lm``: the targets are draws from softmax(h W^T), so the mean surprisal −log p(y) of the scored
+    tokens estimates their mean entropy (within 4 standard errors); the Zipf prior makes the distributions peaked."""
+    from rdro.llm.kernels import bench
+
+    h, w, _, _, targets, _ = bench.make_inputs(65, 3000, 4, 512, torch.float32, torch.device("cpu"), 0, "lm")
+    scored = targets.reshape(-1) != -100
+    flat_h = h.detach().reshape(-1, 65)[scored]
+    logp = torch.log_softmax(flat_h @ w.detach().T, dim=-1)
+    surprisal = -logp.gather(1, targets.reshape(-1)[scored][:, None]).squeeze(1)
+    entropy = -(logp.exp() * logp).sum(dim=1)
+    se = float(surprisal.std()) / surprisal.numel() ** 0.5
+    assert abs(float(surprisal.mean() - entropy.mean())) < 4 * se
+    stats = bench.input_statistics(h, w, targets, 2.0**-12)
+    assert stats["tokens"] == 1024 and 0.5 < stats["entropy_nats"] < 4.0
+    assert stats["entropy_nats"] == pytest.approx(float(entropy[:1024].mean()), rel=1e-5)
+    a_h, a_w, _, _, a_targets, _ = bench.make_inputs(65, 3000, 4, 512, torch.float32, torch.device("cpu"), 0)
+    anchor = bench.input_statistics(a_h, a_w, a_targets, 2.0**-12)
+    assert anchor["entropy_nats"] > 7.5  # the anchors' inputs: nearly uniform over 3000 tokens (log 3000 = 8.0)
+    with pytest.raises(ValueError, match="inputs must be one of"):
+        bench.make_inputs(65, 3000, 4, 512, torch.float32, torch.device("cpu"), 0, "real")

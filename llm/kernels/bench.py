@@ -16,10 +16,14 @@ Each time (median of ``--reps`` after ``--warmup``) is printed as a ratio to eve
 8·N·H·V / peak (policy forward 2NHV, its two gradient matmuls 4NHV, reference forward 2NHV). Peak memory is the CUDA
 allocator's maximum above the inputs (CPU: not measured). The methods that compute the RDRO loss (all but ``liger``,
 whose KTO loss has other gradients) also report the relative difference of their ∂h and ∂W from ``rdro``'s,
-‖Δ‖/‖∂_rdro‖, measured after the timings. Note that the inputs are random, as the anchors' were: their softmax is
-nearly uniform over the vocabulary, unlike a trained LM's, which matters for gradient filters (both
-``rdro-filtered``'s and cut-cross-entropy's): ``python -m rdro.llm.kernels.filter_report`` measures on a real LM. Results go to a JSON file (temp file + rename), written
-after every case; ``--resume`` skips cases already in it.
+‖Δ‖/‖∂_rdro‖, measured after the timings.
+
+Inputs (``--inputs``): ``anchor`` (default) draws them as the anchors did — random, with a softmax nearly uniform over
+the vocabulary, unlike a trained LM's, which matters for gradient filters (``rdro-filtered``'s and cut-cross-entropy's);
+``lm`` draws LM-like next-token distributions (:func:`make_inputs`). Each case records the inputs' mean entropy and the
+share of vocabulary columns a 1024-token chunk keeps at the filter's ε (``input_stats``); ``python -m
+rdro.llm.kernels.filter_report`` measures the same on a real LM. Results go to a JSON file (temp file + rename),
+written after every case; ``--resume`` skips cases already in it (same device, inputs and dtype).
 """
 
 from __future__ import annotations
@@ -124,18 +128,65 @@ REQUIRES = {"liger": "liger_kernel", "cce": "cut_cross_entropy"}
 # ---------------------------------------------------------------------------
 
 
-def make_inputs(width: int, vocab: int, n_seq: int, seq_len: int, dtype, device, seed: int):
+#: conditional-logit spread of the "lm" inputs: with the Zipf prior below it gives a mean next-token entropy of
+#: 2.2-2.3 nats and keeps 39-43 % of the vocabulary columns of a 1024-token chunk at p ≥ 2^-12 at the three anchor
+#: shapes (bf16, measured on CPU), near SmolLM2's 36 % on its own samples (``filter_report``)
+LM_LOGIT_STD = 6.0
+INPUTS = ("anchor", "lm")
+
+
+def make_inputs(width: int, vocab: int, n_seq: int, seq_len: int, dtype, device, seed: int, inputs: str = "anchor"):
     """Policy/reference hidden states and LM heads, targets with the first quarter of each sequence masked (prompt),
-    alternating preferred / non-preferred rows."""
+    alternating preferred / non-preferred rows.
+
+    ``inputs="anchor"``: the anchors' random inputs (h ~ N(0, 1), W ~ N(0, 0.02²), uniform targets), whose softmax is
+    nearly uniform over the vocabulary. ``"lm"``: next-token distributions shaped like a trained LM's — logits
+    z_v = c_v + log π_Zipf(v), the conditional part c of std :data:`LM_LOGIT_STD`, the unigram prior Zipf(1) over the
+    vocabulary carried by a constant last hidden feature (so every method sees it through the same matmul, no bias),
+    and targets sampled from softmax(z)."""
+    if inputs not in INPUTS:
+        raise ValueError(f"inputs must be one of {INPUTS}, got {inputs!r}")
     gen = torch.Generator(device=device).manual_seed(seed)
-    w = (torch.randn(vocab, width, generator=gen, device=device, dtype=dtype) * 0.02).requires_grad_()
+    if inputs == "anchor":
+        w = torch.randn(vocab, width, generator=gen, device=device, dtype=dtype) * 0.02
+        h = torch.randn(n_seq, seq_len, width, generator=gen, device=device, dtype=dtype)
+    else:
+        log_prior = -torch.log(torch.arange(1, vocab + 1, device=device, dtype=torch.float32))
+        log_prior -= torch.logsumexp(log_prior, 0)
+        conditional = torch.randn(vocab, width - 1, generator=gen, device=device) * (LM_LOGIT_STD / (width - 1) ** 0.5)
+        w = torch.cat([conditional, log_prior[:, None]], dim=1).to(dtype)
+        noise = torch.randn(n_seq, seq_len, width - 1, generator=gen, device=device)
+        h = torch.cat([noise, torch.ones(n_seq, seq_len, 1, device=device)], dim=-1).to(dtype)
+    w.requires_grad_()
     w_ref = w.detach().clone()
-    h = torch.randn(n_seq, seq_len, width, generator=gen, device=device, dtype=dtype).requires_grad_()
+    h.requires_grad_()
     h_ref = h.detach() + 0.01 * torch.randn(h.shape, generator=gen, device=device, dtype=dtype)
-    targets = torch.randint(0, vocab, (n_seq, seq_len), generator=gen, device=device)
+    if inputs == "anchor":
+        targets = torch.randint(0, vocab, (n_seq, seq_len), generator=gen, device=device)
+    else:
+        flat = h.detach().reshape(-1, width)
+        targets = torch.cat([
+            torch.multinomial(torch.softmax(flat[i : i + 1024].float() @ w.detach().float().T, dim=-1), 1, generator=gen)
+            for i in range(0, flat.shape[0], 1024)
+        ]).view(n_seq, seq_len)  # fmt: skip
     targets[:, : seq_len // 4] = -100
     preferred = torch.arange(n_seq, device=device) % 2 == 0
     return h, w, h_ref, w_ref, targets, preferred
+
+
+def input_statistics(h, w, targets, eps: float, rows: int = 1024) -> dict:
+    """On the first ``rows`` scored tokens: mean next-token entropy (nats), the share of vocabulary columns with some
+    p ≥ ``eps`` (what ``rdro-filtered`` keeps in a chunk of that size) and the mean probability mass below ``eps``."""
+    flat = h.detach().reshape(-1, h.shape[-1])[targets.reshape(-1) != -100][:rows]
+    p = torch.softmax(flat.float() @ w.detach().float().T, dim=-1)
+    entropy = -(p * torch.log(p.clamp_min(1e-30))).sum(dim=1).mean()
+    return dict(
+        tokens=int(flat.shape[0]),
+        entropy_nats=float(entropy),
+        kept_columns=float((p >= eps).any(dim=0).float().mean()),
+        mass_below_eps=float((p * (p < eps)).sum(dim=1).mean()),
+        eps=eps,
+    )
 
 
 def _sync(device):
@@ -266,6 +317,9 @@ def parse_args(argv):
     )
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    p.add_argument(
+        "--inputs", default="anchor", choices=INPUTS, help="anchor: the anchors' random inputs; lm: LM-like logits"
+    )
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--alpha", type=float, default=0.5, help="RDRO α in (0, 1)")
@@ -306,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
         spec_peak_tflops=spec_peak_tflops(device),
         triton_tuning=_triton_tuning(),
         seed=args.seed,
+        inputs=args.inputs,
+        lm_logit_std=LM_LOGIT_STD if args.inputs == "lm" else None,
         reps=args.reps,
         warmup=args.warmup,
         alpha=args.alpha,
@@ -314,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     done = {}
     if args.resume and args.out.exists():
         previous = json.loads(args.out.read_text())
-        if previous.get("meta", {}).get("device") == meta["device"]:
+        if all(previous.get("meta", {}).get(k) == meta[k] for k in ("device", "inputs", "dtype")):
             done = {(c["shape"], c["tokens"]): c for c in previous.get("cases", [])}
     cases = []
     plan = [(name, hw, n) for name, hw in shapes.items() for n in token_counts]
@@ -328,9 +384,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         seq_len = min(n_tokens, args.seq_len or (1024 if n_tokens <= 8192 else 2048))
         n_seq = max(1, n_tokens // seq_len)
-        inputs = make_inputs(width, vocab, n_seq, seq_len, dtype, device, args.seed)
+        inputs = make_inputs(width, vocab, n_seq, seq_len, dtype, device, args.seed, args.inputs)
         tokens = n_seq * seq_len
         case = dict(shape=name, hidden=width, vocab=vocab, tokens=tokens, n_seq=n_seq, seq_len=seq_len)
+        case["input_stats"] = input_statistics(inputs[0], inputs[1], inputs[4], filter_eps(dtype))
         case["floor_ms"] = 8 * tokens * width * vocab / (peak * 1e12) * 1e3
         if meta["spec_peak_tflops"]:
             case["floor_spec_ms"] = 8 * tokens * width * vocab / (meta["spec_peak_tflops"] * 1e12) * 1e3

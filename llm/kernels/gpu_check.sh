@@ -5,11 +5,12 @@
 #      (python -m rdro.llm.kernels.tune); later steps then use its choice;
 #   3. `rdro bench logprobs` (exact and gradient-filtered) beside naive, Liger-Kernel and cut-cross-entropy;
 #   4. `rdro benchmark throughput`: rdro's trainer vs TRL KTOTrainer (± Liger) on the Qwen2.5-0.5B architecture;
-#   5. the full Triton correctness sweep (slow tests included).
+#   5. the full Triton correctness sweep (slow tests included);
+#   6. (only when asked: STEPS="... 6") the benchmark again on LM-like inputs (--inputs lm; N = 32768, no naive).
 # Usage: bash llm/kernels/gpu_check.sh [OUT_DIR]. Optional wheels (Liger-Kernel, cut-cross-entropy, trl, ...) in
 # .whl/ at the repository root are installed first. STEPS="3 4" runs only those steps (default "1 3 4 5"). Each step
 # has its own time limit; one failing step does not stop the others. Everything lands in OUT_DIR: log, tuning.json,
-# tuning_report.json, bench_logprobs.json, trainer_throughput.json.
+# tuning_report.json, bench_logprobs.json, trainer_throughput.json, bench_logprobs_lm.json.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT_DIR="${1:-${OUT:-results}}"
@@ -59,5 +60,10 @@ fi
 if want 5; then
   step "5 Triton correctness sweep"
   timeout 120 "$PY" -m pytest tests/test_kernels_triton.py -q --runslow --tb=line 2>&1 | tail -25 | tee -a "$LOG"
+fi
+if want 6; then
+  step "6 bench logprobs on LM-like inputs"
+  timeout 150 "$PY" -m rdro.llm.kernels.bench logprobs --inputs lm --tokens 32768 --methods rdro rdro-filtered liger cce \
+    --out "$OUT_DIR/bench_logprobs_lm.json" --reps 10 --warmup 3 2>&1 | grep -v "it/s\]$" | tee -a "$LOG"
 fi
 step done

@@ -79,6 +79,8 @@ def is_gpu_results(payload) -> tuple[bool, str]:
         return False, "not a `rdro bench logprobs` results file (needs 'meta' and 'cases')"
     if not payload["cases"]:
         return False, "no benchmark cases in the file"
+    if payload["meta"].get("inputs", "anchor") != "anchor":
+        return False, f"measured on --inputs {payload['meta']['inputs']}; F10 and its goals use the anchors' inputs"
     measured = [
         m.get("peak_gib") for c in payload["cases"] for m in c.get("methods", {}).values() if isinstance(m, dict)
     ]

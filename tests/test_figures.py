@@ -384,3 +384,16 @@ def test_f10_goal_checks_cover_the_exact_op_and_its_filtered_backward():
     assert checks[f"{at}: Liger time / rdro-filtered time"]["passed"]  # 1.30
     assert not checks[f"{at}: rdro-filtered peak memory (GiB)"]["passed"]  # 1.31 > 1.3
     assert len(checks) == 6
+
+
+def test_f10_reads_only_gpu_results_on_the_anchor_inputs():
+    from rdro.paper_figures.f10_kernels import DOCUMENTED_FILE, is_gpu_results
+
+    payload = read_json(DOCUMENTED_FILE)
+    assert is_gpu_results(payload) == (True, "")
+    lm = dict(payload, meta=dict(payload["meta"], inputs="lm"))
+    ok, why = is_gpu_results(lm)
+    assert not ok and "--inputs lm" in why
+    cpu = dict(payload, cases=[dict(c, methods={m: dict(r, peak_gib=None) for m, r in c["methods"].items()})
+                               for c in payload["cases"]])  # fmt: skip
+    assert not is_gpu_results(cpu)[0]

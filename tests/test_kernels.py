@@ -515,3 +515,13 @@ def test_bench_lm_inputs_sample_targets_from_their_own_softmax():
     assert anchor["entropy_nats"] > 7.5  # the anchors' inputs: nearly uniform over 3000 tokens (log 3000 = 8.0)
     with pytest.raises(ValueError, match="inputs must be one of"):
         bench.make_inputs(65, 3000, 4, 512, torch.float32, torch.device("cpu"), 0, "real")
+
+
+def test_filter_report_mean_entropy_matches_a_direct_computation():
+    from rdro.llm.kernels.filter_report import mean_entropy
+
+    gen = torch.Generator().manual_seed(4)
+    hidden, weight = torch.randn(37, 8, generator=gen), torch.randn(50, 8, generator=gen)
+    p = torch.softmax(hidden.double() @ weight.double().T, dim=-1)
+    assert mean_entropy(hidden, weight, chunk=10) == pytest.approx(float(-(p * p.log()).sum(1).mean()), rel=1e-5)
+    assert mean_entropy(torch.zeros(3, 8), weight) == pytest.approx(math.log(50), rel=1e-6)  # uniform: log V

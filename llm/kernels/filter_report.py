@@ -20,6 +20,8 @@ for token chunks of 256, 1024 and 4096 scored tokens (packed as the trainer pack
 - ``grad_rel_error``: ‖Δ∂h‖/‖∂h‖ and ‖Δ∂W‖/‖∂W‖ of the column rule against the exact gradient, in fp32 from the same
   probabilities, for an upstream gradient of one random ±1 per sequence (the shape of every sequence-level preference
   loss's gradient);
+- ``entropy_nats``: the mean next-token entropy of the scored positions (to compare with ``rdro bench logprobs
+  --inputs lm``);
 - ``cpu_backward_s``: the torch path's backward on this machine (1024-token chunks), exact and filtered (median of 3
   on the first 2048 tokens), so the CPU speed-up is measured, not predicted.
 
@@ -131,6 +133,15 @@ def markdown_rows(report: dict) -> list[str]:
     return rows
 
 
+def mean_entropy(hidden, weight, chunk: int = 1024) -> float:
+    """Mean next-token entropy (nats) of the scored positions, fp32 logits chunk by chunk."""
+    total = 0.0
+    for c0 in range(0, hidden.shape[0], chunk):
+        logp = torch.log_softmax(hidden[c0 : c0 + chunk].float() @ weight.float().T, dim=-1)
+        total += float(-(logp.exp() * logp).sum())
+    return total / hidden.shape[0]
+
+
 def cpu_backward_seconds(hidden, weight, targets, upstream, eps: float, reps: int = 3) -> float:
     """Median wall time of the torch path's backward (∂h and ∂W) on this machine."""
     from rdro.llm.kernels import sequence_logprobs
@@ -222,12 +233,16 @@ def main(argv: list[str] | None = None) -> int:
         report["sets"][name] = dict(
             sequences=len(sequences),
             tokens=int(hidden.shape[0]),
+            entropy_nats=mean_entropy(hidden, weight),
             timed_tokens=timing_rows.stop,
             per_eps=stats,
             cpu_backward_s=timing,
         )
         atomic_write_text(args.out, json.dumps(report, indent=2))
-        print(f"{name}: {len(sequences)} sequences, {hidden.shape[0]} scored tokens")
+        print(
+            f"{name}: {len(sequences)} sequences, {hidden.shape[0]} scored tokens, mean entropy "
+            f"{report['sets'][name]['entropy_nats']:.2f} nats"
+        )
         for key, s in stats.items():
             print(
                 f"  {key}: kept columns {s['kept_columns']:.3f} (tiles {s['kept_tiles']:.3f}), dropped mass mean "

@@ -517,11 +517,19 @@ def test_bench_lm_inputs_sample_targets_from_their_own_softmax():
         bench.make_inputs(65, 3000, 4, 512, torch.float32, torch.device("cpu"), 0, "real")
 
 
-def test_filter_report_mean_entropy_matches_a_direct_computation():
-    from rdro.llm.kernels.filter_report import mean_entropy
+def test_probability_statistics_and_the_reports_entropy_match_direct_computations():
+    from rdro.llm.kernels.bench import probability_statistics
+    from rdro.llm.kernels.filter_report import filter_statistics
 
     gen = torch.Generator().manual_seed(4)
     hidden, weight = torch.randn(37, 8, generator=gen), torch.randn(50, 8, generator=gen)
     p = torch.softmax(hidden.double() @ weight.double().T, dim=-1)
-    assert mean_entropy(hidden, weight, chunk=10) == pytest.approx(float(-(p * p.log()).sum(1).mean()), rel=1e-5)
-    assert mean_entropy(torch.zeros(3, 8), weight) == pytest.approx(math.log(50), rel=1e-6)  # uniform: log V
+    direct = float(-(p * p.log()).sum(1).mean())
+    stats = filter_statistics(hidden, weight, torch.zeros(37, dtype=torch.long), torch.ones(37), [0.01], chunks=[10])
+    assert stats["eps=0.01 chunk=10"]["entropy_nats"] == pytest.approx(direct, rel=1e-5)
+    entropy, mass, kept = probability_statistics(p, 0.05)
+    assert float(entropy.mean()) == pytest.approx(direct, rel=1e-12)
+    torch.testing.assert_close(mass, torch.where(p < 0.05, p, 0.0).sum(1))
+    assert torch.equal(kept, (p >= 0.05).any(0))
+    uniform, _, _ = probability_statistics(torch.full((3, 50), 1 / 50, dtype=torch.float64), 0.05)
+    torch.testing.assert_close(uniform, torch.full((3,), math.log(50), dtype=torch.float64))

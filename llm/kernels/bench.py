@@ -174,17 +174,24 @@ def make_inputs(width: int, vocab: int, n_seq: int, seq_len: int, dtype, device,
     return h, w, h_ref, w_ref, targets, preferred
 
 
+def probability_statistics(p: torch.Tensor, eps: float):
+    """For next-token probabilities p [n, V]: each row's entropy (nats) and probability mass below ``eps``, and for
+    each column whether some row has p ≥ ``eps`` (the columns the gradient filter keeps for these n tokens)."""
+    below = p < eps
+    entropy = -(p * torch.log(p.clamp_min(1e-30))).sum(dim=1)
+    return entropy, (p * below).sum(dim=1), ~below.all(dim=0)
+
+
 def input_statistics(h, w, targets, eps: float, rows: int = 1024) -> dict:
     """On the first ``rows`` scored tokens: mean next-token entropy (nats), the share of vocabulary columns with some
     p ≥ ``eps`` (what ``rdro-filtered`` keeps in a chunk of that size) and the mean probability mass below ``eps``."""
     flat = h.detach().reshape(-1, h.shape[-1])[targets.reshape(-1) != -100][:rows]
-    p = torch.softmax(flat.float() @ w.detach().float().T, dim=-1)
-    entropy = -(p * torch.log(p.clamp_min(1e-30))).sum(dim=1).mean()
+    entropy, mass, kept = probability_statistics(torch.softmax(flat.float() @ w.detach().float().T, dim=-1), eps)
     return dict(
         tokens=int(flat.shape[0]),
-        entropy_nats=float(entropy),
-        kept_columns=float((p >= eps).any(dim=0).float().mean()),
-        mass_below_eps=float((p * (p < eps)).sum(dim=1).mean()),
+        entropy_nats=float(entropy.mean()),
+        kept_columns=float(kept.float().mean()),
+        mass_below_eps=float(mass.mean()),
         eps=eps,
     )
 

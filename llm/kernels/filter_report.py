@@ -40,6 +40,7 @@ from pathlib import Path
 
 import torch
 
+from rdro.llm.kernels.bench import probability_statistics
 from rdro.results import atomic_write_text
 
 TILE = (128, 256)  # the GPU tile of the Triton backward (GPU_DEFAULTS["grad"])
@@ -80,6 +81,7 @@ def filter_statistics(hidden, weight, targets, upstream, eps_values, chunks=CHUN
     out = {}
     for chunk in chunks:
         acc = {eps: dict(kept_columns=0, columns=0, kept_tiles=0, tiles=0, mass=[], dh_err2=0.0) for eps in eps_values}
+        entropy = []
         dw_err = {eps: torch.zeros_like(w32) for eps in eps_values}
         dh_norm2, dw_exact = 0.0, torch.zeros_like(w32)
         for c0 in range(0, n, chunk):
@@ -93,23 +95,26 @@ def filter_statistics(hidden, weight, targets, upstream, eps_values, chunks=CHUN
             dw_exact += grad_z.T @ h
             for eps in eps_values:
                 a = acc[eps]
-                below = p < eps
-                dropped_columns = below.all(dim=0)
-                a["mass"].append((p * below).sum(dim=1))
-                a["kept_columns"] += int((~dropped_columns).sum())
+                row_entropy, mass, kept_columns = probability_statistics(p, eps)
+                dropped_columns = ~kept_columns
+                a["mass"].append(mass)
+                a["kept_columns"] += int(kept_columns.sum())
                 a["columns"] += vocab
-                kept_tiles, tiles = _tiles_kept(below, tile)
+                kept_tiles, tiles = _tiles_kept(p < eps, tile)
                 a["kept_tiles"] += kept_tiles
                 a["tiles"] += tiles
                 err_z = -g[:, None] * p * dropped_columns[None, :]  # what the column rule leaves out of G
                 a["dh_err2"] += float(((err_z @ w32) ** 2).sum())
                 dw_err[eps] += err_z.T @ h
+            entropy.append(row_entropy)
         dw_norm = float(dw_exact.norm())
+        entropy_nats = float(torch.cat(entropy).mean())
         for eps, a in acc.items():
             mass = torch.cat(a["mass"])
             out[f"eps={eps:.6g} chunk={chunk}"] = dict(
                 eps=eps,
                 chunk=chunk,
+                entropy_nats=entropy_nats,
                 kept_columns=a["kept_columns"] / a["columns"],
                 kept_tiles=a["kept_tiles"] / a["tiles"],
                 dropped_mass_mean=float(mass.mean()),
@@ -131,15 +136,6 @@ def markdown_rows(report: dict) -> list[str]:
                 f"| {s['grad_rel_error_weight']:.2e} |"
             )
     return rows
-
-
-def mean_entropy(hidden, weight, chunk: int = 1024) -> float:
-    """Mean next-token entropy (nats) of the scored positions, fp32 logits chunk by chunk."""
-    total = 0.0
-    for c0 in range(0, hidden.shape[0], chunk):
-        logp = torch.log_softmax(hidden[c0 : c0 + chunk].float() @ weight.float().T, dim=-1)
-        total += float(-(logp.exp() * logp).sum())
-    return total / hidden.shape[0]
 
 
 def cpu_backward_seconds(hidden, weight, targets, upstream, eps: float, reps: int = 3) -> float:
@@ -233,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         report["sets"][name] = dict(
             sequences=len(sequences),
             tokens=int(hidden.shape[0]),
-            entropy_nats=mean_entropy(hidden, weight),
+            entropy_nats=next(iter(stats.values()))["entropy_nats"],
             timed_tokens=timing_rows.stop,
             per_eps=stats,
             cpu_backward_s=timing,

@@ -120,7 +120,7 @@ def draw(results: dict):
                             ref["target_preferred_rate"], color="0.1", linestyle="--", linewidth=1.0, label="rate of p+"
                         )
                     )
-                ax.legend(handles=refs, loc="center right", fontsize=6.5)
+                ax.legend(handles=refs, loc="best", fontsize=6.5)  # "best" keeps it off the curves
             if c < 2 and all((v[np.isfinite(v)] > 0).all() for v in drawn):
                 ax.set_yscale("log")  # KL and |t − log r_α| span orders of magnitude between methods
                 ylabel += ", log scale"

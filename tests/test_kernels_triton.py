@@ -101,11 +101,10 @@ def test_triton_multiple_splits_chunks_and_slabs_match_single_pass(gemm, dtype):
 
 
 @in_this_process
-@pytest.mark.parametrize("gemm", ["triton", "torch"])
-def test_triton_grad_filter_matches_float64_with_the_same_dropped_columns(gemm):
+def test_triton_grad_filter_matches_float64_with_the_same_dropped_columns():
     """Filtered backward over several chunks × slabs: the softmax part of the columns whose scored tokens in a chunk
     all have p < ε is dropped and their matmul work skipped; the target part is exact (in G where its column is kept,
-    added on its own where not)."""
+    added on its own where not), also for targets in the first and last column of a slab."""
     gen = torch.Generator().manual_seed(31)
     n, width, vocab, chunk, slab, eps = 45, 13, 87, 24, 40, 0.05
     hidden = (torch.randn(n, width, generator=gen) * 1.5).to(DEVICE)
@@ -113,11 +112,15 @@ def test_triton_grad_filter_matches_float64_with_the_same_dropped_columns(gemm):
     bias = torch.randn(vocab, generator=gen).to(DEVICE)
     targets = torch.randint(0, vocab, (n,), generator=gen).to(DEVICE)
     targets[[0, 7, 30]] = -100
+    edges = [1, 2, 3, 4, 5, 25, 26, 27, 28, 29]  # slab edges (0, 39, 40, 79, 80, 86) in both chunks
+    targets[edges] = torch.tensor([39, 40, 79, 80, 86, 0, 39, 40, 79, 86], device=DEVICE)
+    weight[[39, 79, 86]] = 0.0  # the last column of each slab: logit 0.7 × (−6), dropped in every chunk
+    bias[[39, 79, 86]] = -6.0
     g = torch.randn(n, generator=gen).to(DEVICE)
     _, lse = triton_token_logprobs(hidden, weight, bias, targets, 0.7, -100)
     got = triton_token_logprobs_backward(
         g, hidden, weight, bias, targets, lse, 0.7, -100, True, True, True, chunk_tokens=chunk, slab_vocab=slab,
-        gemm=gemm, grad_filter=eps,
+        grad_filter=eps,
     )  # fmt: skip
     *want, keep = filtered_reference_grads(
         hidden.cpu(), weight.cpu(), bias.cpu(), targets.cpu(), 0.7, g.cpu(), eps, torch.arange(n) // chunk,
@@ -126,6 +129,7 @@ def test_triton_grad_filter_matches_float64_with_the_same_dropped_columns(gemm):
     assert 0.05 < keep.double().mean() < 0.95  # some columns dropped, some kept
     dropped_targets = [i for i, y in enumerate(targets.tolist()) if y >= 0 and not keep[i, y]]
     assert dropped_targets  # the separate target path is exercised
+    assert {39, 79, 86} & {int(targets[i]) for i in dropped_targets}  # ... also at the last column of a slab
     for name, a, b in zip(("hidden", "weight", "bias"), got, want):
         torch.testing.assert_close(a.double().cpu(), b, rtol=1e-4, atol=1e-4, msg=lambda m, name=name: f"{name}: {m}")
 

@@ -165,6 +165,8 @@ def _grad_logits_kernel(
     vocab,
     width,
     scale,
+    stride_out_row,
+    stride_out_col,
     HAS_BIAS: tl.constexpr,
     COLUMN_MAX: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -173,7 +175,8 @@ def _grad_logits_kernel(
     PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
 ):
-    """G[i, v − slab_lo] = s g_i (1[v = y_i] − exp(z_iv − LSE_i)) for v in the slab; g_i = 0 at ignored tokens.
+    """G[i, v − slab_lo] = s g_i (1[v = y_i] − exp(z_iv − LSE_i)) for v in the slab; g_i = 0 at ignored tokens. G is
+    stored with the given strides: [chunk, slab] row-major (exact backward) or transposed (filtered backward).
 
     COLUMN_MAX: also col_max[v − slab_lo] = max over the scored tokens (g_i ≠ 0) of p_iv (atomic max across the token
     blocks; the caller zeroes it), for the gradient filter."""
@@ -197,7 +200,7 @@ def _grad_logits_kernel(
         tl.atomic_max(col_max_ptr + local, tl.max(scored_prob, axis=0), mask=col_mask)
     onehot = (cols[None, :] == tgt[:, None]).to(tl.float32)
     grad_z = (scale * g)[:, None] * (onehot - prob)
-    out = out_ptr + rows.to(tl.int64)[:, None] * slab_width + local[None, :]
+    out = out_ptr + rows.to(tl.int64)[:, None] * stride_out_row + local.to(tl.int64)[None, :] * stride_out_col
     tl.store(out, grad_z.to(out_ptr.dtype.element_ty), mask=row_mask[:, None] & col_mask[None, :])
 
 
@@ -247,6 +250,127 @@ def _matmul_accumulate_kernel(
     if ACCUMULATE:
         acc += tl.load(c, mask=mask, other=0.0).to(tl.float32)
     tl.store(c, acc.to(c_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _compact_kept_columns_kernel(
+    col_max_ptr,
+    cols_ptr,
+    count_ptr,
+    tgt_ptr,
+    target_dropped_ptr,
+    n_rows,
+    slab_lo,
+    slab_width,
+    threshold,
+    BLOCK_V: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    """One program per (chunk, slab) of the filtered backward, so that the host never waits for the kept count:
+    cols[0:count] = the slab's columns with col_max ≥ ε in increasing order and count = their number (both stay on
+    the device, read by the two kernels below); target_dropped[i] = 1 for the chunk's tokens whose target lies in
+    this slab in a dropped column; col_max is reset to 0 for the next slab."""
+    local = tl.arange(0, BLOCK_V)
+    in_slab = local < slab_width
+    kept = (tl.load(col_max_ptr + local, mask=in_slab, other=0.0) >= threshold) & in_slab
+    position = tl.cumsum(kept.to(tl.int32), axis=0) - 1
+    tl.store(cols_ptr + position, local, mask=kept)
+    tl.store(count_ptr, tl.sum(kept.to(tl.int32), axis=0))
+    for r0 in range(0, n_rows, BLOCK_N):
+        rows = r0 + tl.arange(0, BLOCK_N)
+        tgt = tl.load(tgt_ptr + rows, mask=rows < n_rows, other=-1)
+        here = (rows < n_rows) & (tgt >= slab_lo) & (tgt < slab_lo + slab_width)
+        target_max = tl.load(col_max_ptr + (tgt - slab_lo), mask=here, other=0.0)
+        tl.store(target_dropped_ptr + rows, tl.full((BLOCK_N,), 1, tl.int8), mask=here & (target_max < threshold))
+    tl.debug_barrier()  # every read of col_max above precedes the reset
+    tl.store(col_max_ptr + local, tl.zeros((BLOCK_V,), tl.float32), mask=in_slab)
+
+
+@triton.jit
+def _kept_columns_grad_hidden_kernel(
+    gt_ptr,
+    w_ptr,
+    cols_ptr,
+    count_ptr,
+    acc_ptr,
+    n_rows,
+    width,
+    slab_lo,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+):
+    """acc[i, :] += Σ_{t < count} Gᵀ[cols[t], i] W[slab_lo + cols[t], :] — ∂L/∂h of the chunk over the kept columns
+    only (fp32 acc [chunk, H]; Gᵀ [slab, chunk] from the grad kernel). Both operands are row gathers, contiguous
+    along the token and hidden axes; the K loop stops at the count read from device memory."""
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    m_mask = rm < n_rows
+    n_mask = rn < width
+    count = tl.load(count_ptr)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for t0 in range(0, count, BLOCK_K):
+        t = t0 + tl.arange(0, BLOCK_K)
+        t_mask = t < count
+        col = tl.load(cols_ptr + t, mask=t_mask, other=0).to(tl.int64)
+        a = tl.load(gt_ptr + col[None, :] * n_rows + rm[:, None], mask=m_mask[:, None] & t_mask[None, :], other=0.0)
+        b = tl.load(
+            w_ptr + (slab_lo + col)[:, None] * width + rn[None, :], mask=t_mask[:, None] & n_mask[None, :], other=0.0
+        )
+        if UPCAST:
+            a = a.to(tl.float32)
+            b = b.to(tl.float32)
+        acc = tl.dot(a, b, acc, input_precision=PRECISION)
+    out = acc_ptr + rm.to(tl.int64)[:, None] * width + rn[None, :]
+    mask = m_mask[:, None] & n_mask[None, :]
+    tl.store(out, acc + tl.load(out, mask=mask, other=0.0), mask=mask)
+
+
+@triton.jit
+def _kept_columns_grad_weight_kernel(
+    gt_ptr,
+    h_ptr,
+    cols_ptr,
+    count_ptr,
+    grad_w_ptr,
+    n_rows,
+    width,
+    slab_lo,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+):
+    """∂W[slab_lo + cols[t], :] += Σ_i Gᵀ[cols[t], i] h[i, :] for t < count — one block of kept columns per program
+    (fp32 accumulator, one rounding to ∂W's dtype per chunk); programs past the count do no work."""
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    count = tl.load(count_ptr)
+    t = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    t_mask = t < count
+    n_mask = rn < width
+    col = tl.load(cols_ptr + t, mask=t_mask, other=0).to(tl.int64)
+    rk = tl.arange(0, BLOCK_K)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, tl.where(pid_m * BLOCK_M < count, n_rows, 0), BLOCK_K):
+        k = (k0 + rk).to(tl.int64)
+        k_mask = k < n_rows
+        a = tl.load(gt_ptr + col[:, None] * n_rows + k[None, :], mask=t_mask[:, None] & k_mask[None, :], other=0.0)
+        b = tl.load(h_ptr + k[:, None] * width + rn[None, :], mask=k_mask[:, None] & n_mask[None, :], other=0.0)
+        if UPCAST:
+            a = a.to(tl.float32)
+            b = b.to(tl.float32)
+        acc = tl.dot(a, b, acc, input_precision=PRECISION)
+    out = grad_w_ptr + (slab_lo + col)[:, None] * width + rn[None, :]
+    mask = t_mask[:, None] & n_mask[None, :]
+    acc += tl.load(out, mask=mask, other=0.0).to(tl.float32)
+    tl.store(out, acc.to(grad_w_ptr.dtype.element_ty), mask=mask)
 
 
 # ---------------------------------------------------------------------------
@@ -426,14 +550,17 @@ def triton_token_logprobs_backward(
 ):
     """(∂L/∂h, ∂L/∂W, ∂L/∂b) — None where not needed — from g = ∂L/∂log π, recomputing logits tiles (module doc).
 
+    ``gemm`` ("triton" or "torch", default from :data:`TUNING`) picks the GEMM of the exact backward.
+
     ``grad_filter`` = ε > 0: the rule of :mod:`~rdro.llm.kernels.torch_chunked` — in each token chunk, the softmax
-    part of the vocabulary columns where every scored token has p < ε is dropped. The grad kernel also returns each
-    column's max p; the kept columns of G and of W are gathered and the two gradient matmuls run on them only
-    (``matmul``, in pieces of ≤ 4096 columns); a token whose target column was dropped gets its target part from
-    :func:`~rdro.llm.kernels.torch_chunked.add_target_gradients`. In a kept column the target and softmax parts are
-    formed together in fp32 before G's one rounding, as in the exact path (a confident token's s g (1 − p_y) must not
-    become the difference of two rounded numbers). Costs beyond the exact path: one host sync per (chunk, slab) for
-    the number of kept columns, and the gathered copy of G's kept columns."""
+    part of the vocabulary columns where every scored token has p < ε is dropped. The grad kernel then writes Gᵀ and
+    each column's largest scored p; ``_compact_kept_columns_kernel`` lists the kept columns and their count on the
+    device, and the two kept-column kernels form ∂L/∂h and ∂L/∂W from those columns only, reading the count from
+    device memory — so the host never waits on the GPU inside the loop (one sync per chunk remains, in
+    :func:`~rdro.llm.kernels.torch_chunked.add_target_gradients`, which gives the tokens whose target column was
+    dropped their target part). In a kept column the target and softmax parts are formed together in fp32 before
+    G's one rounding, as in the exact path (a confident token's s g (1 − p_y) must not become the difference of two
+    rounded numbers)."""
     n_rows, width = hidden.shape
     vocab = weight.shape[0]
     dev = hidden.device
@@ -457,51 +584,65 @@ def triton_token_logprobs_backward(
     filtered = grad_filter > 0
     bias_arg = bias if bias is not None else hidden
     max_rows = min(chunk_tokens, n_rows)
-    g_buffer = torch.empty(max_rows * min(slab_vocab, vocab), dtype=dtype, device=dev)
+    max_slab = min(slab_vocab, vocab)
+    g_buffer = torch.empty(max_rows * max_slab, dtype=dtype, device=dev)
     acc_hidden = torch.empty(max_rows, width, dtype=torch.float32, device=dev) if need_hidden else None
-    col_max = torch.zeros(min(slab_vocab, vocab) if filtered else 1, dtype=torch.float32, device=dev)
+    col_max = torch.zeros(max_slab if filtered else 1, dtype=torch.float32, device=dev)
+    if filtered:  # the kept columns of the current (chunk, slab) and their count, on the device
+        kept_cols = torch.empty(max_slab, dtype=torch.int32, device=dev)
+        kept_count = torch.empty(1, dtype=torch.int32, device=dev)
+        target_dropped = torch.empty(max_rows, dtype=torch.int8, device=dev)
+        compact_blocks = dict(BLOCK_V=triton.next_power_of_2(max_slab), BLOCK_N=16 if _interpreted() else 1024)
+        kept_blocks = _matmul_config(dtype)
     for c0 in range(0, n_rows, chunk_tokens):
         c1 = min(n_rows, c0 + chunk_tokens)
         rows = c1 - c0
         h_chunk = hidden[c0:c1]
         chunk_targets = targets[c0:c1]
-        target_dropped = torch.zeros(rows, dtype=torch.bool, device=dev) if filtered else None
+        if filtered:
+            target_dropped[:rows].zero_()
+            if need_hidden:
+                acc_hidden[:rows].zero_()
         for s_idx, v0 in enumerate(range(0, vocab, slab_vocab)):
             v1 = min(vocab, v0 + slab_vocab)
-            grad_z = g_buffer[: rows * (v1 - v0)].view(rows, v1 - v0)
-            if filtered:
-                col_max[: v1 - v0].zero_()
-            grid = (triton.cdiv(rows, cfg["BLOCK_N"]), triton.cdiv(v1 - v0, cfg["BLOCK_V"]))
+            slab = v1 - v0
+            # exact: G [chunk, slab] row-major for the two GEMMs; filtered: Gᵀ [slab, chunk], whose kept rows the
+            # kept-column kernels gather contiguously
+            grad_z = g_buffer[: rows * slab].view(slab, rows) if filtered else g_buffer[: rows * slab].view(rows, slab)
+            out_strides = (1, rows) if filtered else (slab, 1)
+            grid = (triton.cdiv(rows, cfg["BLOCK_N"]), triton.cdiv(slab, cfg["BLOCK_V"]))
             _grad_logits_kernel[grid](
                 h_chunk, weight, bias_arg, chunk_targets, lse[c0:c1], g[c0:c1], grad_z, col_max,
-                rows, v0, v1 - v0, vocab, width, float(logit_scale),
+                rows, v0, slab, vocab, width, float(logit_scale), *out_strides,
                 HAS_BIAS=bias is not None, COLUMN_MAX=filtered, PRECISION=precision, UPCAST=_upcast(dtype), **cfg,
             )  # fmt: skip
-            if need_bias:
-                grad_bias32[v0:v1] += grad_z.sum(dim=0, dtype=torch.float32)  # every column: the bias stays exact
+            if need_bias:  # every column: the bias gradient stays exact
+                grad_bias32[v0:v1] += grad_z.sum(dim=1 if filtered else 0, dtype=torch.float32)
             if not filtered:
                 if need_hidden:
                     matmul(grad_z, weight[v0:v1], acc_hidden[:rows], accumulate=s_idx > 0)
                 if need_weight:
                     matmul(grad_z.T, h_chunk, grad_weight[v0:v1], accumulate=c0 > 0)
                 continue
-            kept = col_max[: v1 - v0] >= grad_filter
-            in_slab = (chunk_targets >= v0) & (chunk_targets < v1)
-            target_dropped |= in_slab & ~kept[(chunk_targets - v0).clamp(0, v1 - v0 - 1)]
-            if need_hidden and s_idx == 0:
-                acc_hidden[:rows].zero_()
-            for piece in torch.nonzero(kept).squeeze(1).split(4096):  # the host learns the kept columns here
-                g_kept = grad_z[:, piece]
-                if need_hidden:
-                    matmul(g_kept, weight[v0 + piece], acc_hidden[:rows], accumulate=True)
-                if need_weight:
-                    w_rows = grad_weight[v0 + piece]
-                    matmul(g_kept.T, h_chunk, w_rows, accumulate=True)
-                    grad_weight[v0 + piece] = w_rows
+            _compact_kept_columns_kernel[(1,)](
+                col_max, kept_cols, kept_count, chunk_targets, target_dropped, rows, v0, slab, float(grad_filter),
+                **compact_blocks,
+            )  # fmt: skip
+            mm = dict(PRECISION=precision, UPCAST=_upcast(dtype), **kept_blocks)
+            if need_hidden:
+                grid = (triton.cdiv(rows, mm["BLOCK_M"]), triton.cdiv(width, mm["BLOCK_N"]))
+                _kept_columns_grad_hidden_kernel[grid](
+                    grad_z, weight, kept_cols, kept_count, acc_hidden, rows, width, v0, **mm
+                )
+            if need_weight:
+                grid = (triton.cdiv(slab, mm["BLOCK_M"]), triton.cdiv(width, mm["BLOCK_N"]))
+                _kept_columns_grad_weight_kernel[grid](
+                    grad_z, h_chunk, kept_cols, kept_count, grad_weight, rows, width, v0, **mm
+                )
         if filtered:
             add_target_gradients(
-                torch.where(target_dropped, float(logit_scale) * g[c0:c1], 0.0), h_chunk, weight, chunk_targets,
-                acc_hidden[:rows] if need_hidden else None, grad_weight, None,  # the bias sum above has it
+                torch.where(target_dropped[:rows].bool(), float(logit_scale) * g[c0:c1], 0.0), h_chunk, weight,
+                chunk_targets, acc_hidden[:rows] if need_hidden else None, grad_weight, None,  # the bias sum has it
             )  # fmt: skip
         if need_hidden:
             grad_hidden[c0:c1] = acc_hidden[:rows]

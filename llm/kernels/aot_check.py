@@ -1,0 +1,155 @@
+"""Compile every Triton kernel of the log-prob op for a GPU target on a machine without a GPU (ahead of time).
+
+``python -m rdro.llm.kernels.aot_check [--arch 90 80]``
+
+The Triton interpreter runs the kernels' arithmetic on CPU tensors but never lowers them, so a kernel can pass the
+interpreter tests and still fail to compile for a GPU (layouts of ``tl.dot`` operands, loop bounds read from memory,
+shared memory beyond the chip's limit). This tool builds each kernel down to a CUDA binary (Triton's own ptxas) at
+the block sizes the GPU runs use — :data:`~rdro.llm.kernels.triton_logprobs.GPU_DEFAULTS` for 16-bit inputs, the
+built-in choices for fp32 — and checks its shared memory against the per-block limit of the target. It needs the
+``triton`` package with its NVIDIA backend, not a GPU or a CUDA driver; it must run without ``TRITON_INTERPRET=1``.
+Exit status 1 when a kernel fails (each failure is printed with the kernel, dtype and error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+
+#: Largest shared memory one block may use (bytes, opt-in maximum) per compute capability.
+SHARED_MEMORY_LIMIT = {80: 166912, 86: 101376, 89: 101376, 90: 232448}
+
+_TRITON_TYPE = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
+
+
+def kernel_builds(dtype: torch.dtype) -> list[tuple]:
+    """(kernel, argument types, constexpr values, compile options) for every kernel of the op at ``dtype``, with the
+    launch-time block sizes and options of :mod:`~rdro.llm.kernels.triton_logprobs`."""
+    from rdro.llm.kernels import triton_logprobs as tk
+
+    x = _TRITON_TYPE[dtype]
+    math_flags = dict(PRECISION=tk._dot_precision(dtype), UPCAST=tk._upcast(dtype))
+
+    def split(config: dict) -> tuple[dict, dict]:
+        options = {k: config[k] for k in ("num_warps", "num_stages") if k in config}
+        return {k: v for k, v in config.items() if k not in options}, options
+
+    def types(spec: str) -> dict:
+        return dict(item.split(":") for item in spec.split())
+
+    forward, forward_opts = split(tk._tile_config(dtype, "forward"))
+    grad, grad_opts = split(tk._tile_config(dtype, "grad"))
+    gemm, gemm_opts = split(tk._matmul_config(dtype))
+    slab = tk._tuned(dtype).get("slab_vocab", 4096)
+    tile_args = f"h_ptr:*{x} w_ptr:*{x} b_ptr:*{x} tgt_ptr:*i64 n_rows:i32 vocab:i32 width:i32 scale:fp32"
+    builds = [
+        (
+            tk._lse_partial_kernel,
+            types(f"{tile_args} max_ptr:*fp32 sum_ptr:*fp32 target_logit_ptr:*fp32 tiles_per_split:i32"),
+            dict(HAS_BIAS=True, **forward, **math_flags),
+            forward_opts,
+        ),
+        (
+            tk._matmul_accumulate_kernel,
+            types(
+                f"a_ptr:*{x} b_ptr:*{x} c_ptr:*fp32 m_size:i32 n_size:i32 k_size:i32 stride_am:i32 stride_ak:i32 "
+                "stride_bk:i32 stride_bn:i32 stride_cm:i32 stride_cn:i32"
+            ),
+            dict(ACCUMULATE=True, **gemm, **math_flags),
+            gemm_opts,
+        ),
+        (
+            tk._compact_kept_columns_kernel,
+            types(
+                "col_max_ptr:*fp32 cols_ptr:*i32 count_ptr:*i32 tgt_ptr:*i64 target_dropped_ptr:*i8 n_rows:i32 "
+                "slab_lo:i32 slab_width:i32 threshold:fp32"
+            ),
+            dict(BLOCK_V=1 << (slab - 1).bit_length(), BLOCK_N=1024),
+            {},
+        ),
+    ]
+    for column_max in (False, True):
+        builds.append(
+            (
+                tk._grad_logits_kernel,
+                types(
+                    f"{tile_args} lse_ptr:*fp32 grad_ptr:*fp32 out_ptr:*{x} col_max_ptr:*fp32 slab_lo:i32 "
+                    "slab_width:i32 stride_out_row:i32 stride_out_col:i32"
+                ),
+                dict(HAS_BIAS=True, COLUMN_MAX=column_max, **grad, **math_flags),
+                grad_opts,
+            )
+        )
+    kept = f"gt_ptr:*{x} cols_ptr:*i32 count_ptr:*i32 n_rows:i32 width:i32 slab_lo:i32"
+    builds.append(
+        (
+            tk._kept_columns_grad_hidden_kernel,
+            types(f"{kept} w_ptr:*{x} acc_ptr:*fp32"),
+            dict(**gemm, **math_flags),
+            gemm_opts,
+        )
+    )
+    builds.append(
+        (
+            tk._kept_columns_grad_weight_kernel,
+            types(f"{kept} h_ptr:*{x} grad_w_ptr:*{x}"),
+            dict(**gemm, **math_flags),
+            gemm_opts,
+        )
+    )
+    return builds
+
+
+def compile_kernel(kernel, arg_types: dict, constexprs: dict, options: dict, arch: int):
+    """The compiled kernel (Triton's CompiledKernel) for CUDA compute capability ``arch``."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    missing = [name for name in kernel.arg_names if name not in arg_types and name not in constexprs]
+    if missing:
+        raise ValueError(f"no type given for the arguments {missing} of {kernel.__name__}")
+    signature = {name: "constexpr" if name in constexprs else arg_types[name] for name in kernel.arg_names}
+    source = ASTSource(fn=kernel, signature=signature, constexprs=constexprs)
+    return triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rdro.llm.kernels.aot_check", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--arch", type=int, nargs="+", default=[90], help=f"compute capabilities, of {sorted(SHARED_MEMORY_LIMIT)}"
+    )
+    args = parser.parse_args(argv)
+    unknown = [a for a in args.arch if a not in SHARED_MEMORY_LIMIT]
+    if unknown:
+        parser.error(f"--arch: unknown compute capability {unknown}; expected some of {sorted(SHARED_MEMORY_LIMIT)}")
+    from rdro.llm.kernels.triton_logprobs import _interpreted
+
+    if _interpreted():
+        parser.error("TRITON_INTERPRET=1 is set: the kernels would be interpreted, not compiled; unset it")
+    failures = 0
+    for arch in args.arch:
+        for dtype in (torch.bfloat16, torch.float32):
+            for kernel, arg_types, constexprs, options in kernel_builds(dtype):
+                label = f"sm_{arch} {_TRITON_TYPE[dtype]:>4} {kernel.__name__}"
+                start = time.perf_counter()
+                try:
+                    shared = compile_kernel(kernel, arg_types, constexprs, options, arch).metadata.shared
+                except Exception as error:  # noqa: BLE001 - report every kernel, then fail
+                    failures += 1
+                    print(f"FAIL {label}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+                    continue
+                if shared > SHARED_MEMORY_LIMIT[arch]:
+                    failures += 1
+                    print(f"FAIL {label}: {shared} B shared memory > {SHARED_MEMORY_LIMIT[arch]} B per block")
+                    continue
+                print(f"ok   {label}: {shared} B shared memory, {time.perf_counter() - start:.1f} s")
+    print(f"{failures} failure(s)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

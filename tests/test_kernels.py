@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from rdro.llm.kernels import naive_sequence_logprobs, sequence_logprobs
-from rdro.llm.kernels.torch_chunked import torch_token_logprobs, torch_token_logprobs_backward
+from rdro.llm.kernels.torch_chunked import add_target_gradients, torch_token_logprobs, torch_token_logprobs_backward
 from torch.utils._python_dispatch import TorchDispatchMode
 
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -214,6 +214,34 @@ def assert_filter_error_within_dropped_mass(case: dict, eps: float, seed: int, *
         rounding = GRAD_TOL[dtype] * max(1.0, float(ref_grad.abs().max()))
         excess = (got - ref_grad).abs() - bound - rounding - GRAD_TOL[dtype] * ref_grad.abs()
         assert float(excess.max()) <= 0, f"{name}: error above the dropped-mass bound by {float(excess.max()):.3g}"
+
+
+def test_add_target_gradients_sums_each_target_once_and_skips_zero_rows():
+    """The target part alone: ∂h_i += s g_i W[y_i]; ∂W[y] += Σ_{i: y_i = y} s g_i h_i summed in fp32 and rounded to a
+    bf16 ∂W once (not once per token); ∂b[y] += Σ s g_i; rows with s g = 0 (ignored tokens, target −100) add nothing."""
+    gen = torch.Generator().manual_seed(5)
+    n, width, vocab = 40, 6, 9
+    hidden = torch.randn(n, width, generator=gen)
+    weight = torch.randn(vocab, width, generator=gen)
+    targets = torch.randint(0, 3, (n,), generator=gen)  # many tokens per target
+    scaled = torch.randn(n, generator=gen)
+    scaled[::4] = 0.0
+    targets[::8] = -100
+    start_w = torch.randn(vocab, width, generator=gen).to(torch.bfloat16)
+    grad_h, grad_w, grad_b = torch.zeros(n, width), start_w.clone(), torch.zeros(vocab)
+    add_target_gradients(scaled, hidden, weight, targets, grad_h, grad_w, grad_b)
+    live = scaled != 0
+    want_h = torch.zeros(n, width, dtype=torch.float64)
+    want_h[live] = scaled[live, None].double() * weight[targets[live]].double()
+    sums = torch.zeros(vocab, width, dtype=torch.float64).index_add_(
+        0, targets[live], scaled[live, None].double() * hidden[live].double()
+    )
+    want_b = torch.zeros(vocab, dtype=torch.float64).index_add_(0, targets[live], scaled[live].double())
+    torch.testing.assert_close(grad_h.double(), want_h, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(grad_b.double(), want_b, rtol=1e-6, atol=1e-6)
+    once = (start_w.double() + sums.to(torch.bfloat16).double()).to(torch.bfloat16)  # one rounding of each sum
+    torch.testing.assert_close(grad_w, once, rtol=0, atol=0)
+    assert torch.equal(grad_w[3:], start_w[3:])  # untouched targets
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

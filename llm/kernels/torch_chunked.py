@@ -116,19 +116,24 @@ def add_target_gradients(
     """Add the target part of the backward, G_{i,y_i} += s g_i, in place: ``grad_hidden``[i] += s g_i W[y_i] ([n, H]),
     ``grad_weight``[y] += Σ_{i: y_i = y} s g_i h_i (summed per distinct target in ``scaled_grad``'s dtype, then added
     once, so a bf16 ``grad_weight`` is rounded once per call), ``grad_bias``[y] += Σ_{i: y_i = y} s g_i; each may be
-    None. ``scaled_grad`` = s g [n] (0 at ignored tokens, whose targets are never read)."""
-    rows = torch.nonzero(scaled_grad).squeeze(1)
-    if rows.numel() == 0:
-        return
-    tgt = targets[rows]
-    sg = scaled_grad[rows]
+    None. ``scaled_grad`` = s g [n] (0 at ignored tokens, whose targets are never read).
+
+    Static shapes throughout — every row takes part, a row with s g = 0 adds exact zeros — so the host never waits
+    for the device here (no nonzero / unique): the per-target sums come from sorting the targets and adding each
+    row into the first row of its run."""
+    tgt = torch.where(scaled_grad != 0, targets, 0)
+    sg = scaled_grad
     if grad_hidden is not None:
-        grad_hidden.index_add_(0, rows, sg[:, None] * weight[tgt].to(grad_hidden.dtype))
+        grad_hidden.add_(sg[:, None] * weight[tgt].to(grad_hidden.dtype))
     if grad_weight is not None:
-        distinct, which = torch.unique(tgt, return_inverse=True)
-        per_target = torch.zeros(distinct.numel(), hidden.shape[1], dtype=sg.dtype, device=sg.device)
-        per_target.index_add_(0, which, sg[:, None] * hidden[rows].to(sg.dtype))
-        grad_weight.index_add_(0, distinct, per_target.to(grad_weight.dtype))
+        sorted_tgt, order = torch.sort(tgt)
+        positions = torch.arange(tgt.numel(), device=tgt.device)
+        run_start = torch.ones_like(sorted_tgt, dtype=torch.bool)
+        run_start[1:] = sorted_tgt[1:] != sorted_tgt[:-1]
+        first_of_run = torch.cummax(torch.where(run_start, positions, 0), dim=0).values
+        per_target = torch.zeros(tgt.numel(), hidden.shape[1], dtype=sg.dtype, device=sg.device)
+        per_target.index_add_(0, first_of_run, sg[order, None] * hidden[order].to(sg.dtype))
+        grad_weight.index_add_(0, sorted_tgt, per_target.to(grad_weight.dtype))  # rows past a run's first add 0
     if grad_bias is not None:
         grad_bias.index_add_(0, tgt, sg.to(grad_bias.dtype))
 

@@ -556,9 +556,8 @@ def triton_token_logprobs_backward(
     part of the vocabulary columns where every scored token has p < ε is dropped. The grad kernel then writes Gᵀ and
     each column's largest scored p; ``_compact_kept_columns_kernel`` lists the kept columns and their count on the
     device, and the two kept-column kernels form ∂L/∂h and ∂L/∂W from those columns only, reading the count from
-    device memory — so the host never waits on the GPU inside the loop (one sync per chunk remains, in
-    :func:`~rdro.llm.kernels.torch_chunked.add_target_gradients`, which gives the tokens whose target column was
-    dropped their target part). In a kept column the target and softmax parts are formed together in fp32 before
+    device memory; :func:`~rdro.llm.kernels.torch_chunked.add_target_gradients` (static shapes) gives the tokens
+    whose target column was dropped their target part — so the host never waits on the GPU. In a kept column the target and softmax parts are formed together in fp32 before
     G's one rounding, as in the exact path (a confident token's s g (1 − p_y) must not become the difference of two
     rounded numbers)."""
     n_rows, width = hidden.shape

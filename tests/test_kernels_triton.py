@@ -156,11 +156,17 @@ def test_set_tuning_checks_its_input():
         with pytest.raises(ValueError, match="slab_vocab"):
             triton_logprobs.set_tuning({"slab_vocab": 0})
         blocks = dict(BLOCK_N=64, BLOCK_V=256, BLOCK_H=64, num_warps=4, num_stages=3)
-        triton_logprobs.set_tuning({"forward": blocks, "gemm": "torch"})
-        assert triton_logprobs.TUNING == {"forward": blocks, "gemm": "torch"}
+        with pytest.raises(ValueError, match="grad"):  # only the forward has a tile loop to flatten
+            triton_logprobs.set_tuning({"grad": {**blocks, "FLATTEN": False}})
+        triton_logprobs.set_tuning({"forward": {**blocks, "FLATTEN": False}, "gemm": "torch"})
+        assert triton_logprobs.TUNING == {"forward": {**blocks, "FLATTEN": False}, "gemm": "torch"}
         # the interpreter keeps its small blocks whatever the tuning says; a GPU takes the tuned blocks for 16-bit
-        expected = blocks if not triton_logprobs._interpreted() else dict(BLOCK_N=16, BLOCK_V=16, BLOCK_H=16)
-        assert triton_logprobs._tile_config(torch.bfloat16) == expected
+        small = dict(BLOCK_N=16, BLOCK_V=16, BLOCK_H=16, FLATTEN=True)
+        interpreted = triton_logprobs._interpreted()
+        assert triton_logprobs._tile_config(torch.bfloat16) == (small if interpreted else {**blocks, "FLATTEN": False})
+        triton_logprobs.set_tuning({"forward": blocks})
+        assert triton_logprobs._tile_config(torch.bfloat16) == (small if interpreted else {**blocks, "FLATTEN": True})
+        assert "FLATTEN" not in triton_logprobs._tile_config(torch.bfloat16, "grad")
     finally:
         triton_logprobs.set_tuning(saved)
 

@@ -22,6 +22,12 @@ import torch
 #: Largest shared memory one block may use (bytes, opt-in maximum) per compute capability.
 SHARED_MEMORY_LIMIT = {80: 166912, 86: 101376, 89: 101376, 90: 232448}
 
+#: Integer arguments that are multiples of 16 in the GPU runs (N, H, V of the anchor shapes, chunk and slab sizes).
+ALIGNED_INTEGERS = {
+    "n_rows", "vocab", "width", "slab_lo", "slab_width", "m_size", "n_size", "k_size",
+    "stride_am", "stride_ak", "stride_bk", "stride_bn", "stride_cm", "stride_cn", "stride_out_row", "stride_out_col",
+}  # fmt: skip
+
 _TRITON_TYPE = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
 
 
@@ -46,20 +52,26 @@ def kernel_builds(dtype: torch.dtype) -> list[tuple]:
     slab = tk._tuned(dtype).get("slab_vocab", 4096)
     tile_args = f"h_ptr:*{x} w_ptr:*{x} b_ptr:*{x} tgt_ptr:*i64 n_rows:i32 vocab:i32 width:i32 scale:fp32"
     builds = [
-        (
-            tk._lse_partial_kernel,
-            types(f"{tile_args} max_ptr:*fp32 sum_ptr:*fp32 target_logit_ptr:*fp32 tiles_per_split:i32"),
-            dict(HAS_BIAS=True, **forward, **math_flags),
-            forward_opts,
+        *(
+            (
+                tk._lse_partial_kernel,
+                types(f"{tile_args} max_ptr:*fp32 sum_ptr:*fp32 target_logit_ptr:*fp32 tiles_per_split:i32"),
+                dict(HAS_BIAS=True, **{**forward, "FLATTEN": flatten}, **math_flags),
+                forward_opts,
+            )
+            for flatten in (True, False)  # the default flattened tile loop, and the nested one the tuner also tries
         ),
-        (
-            tk._matmul_accumulate_kernel,
-            types(
-                f"a_ptr:*{x} b_ptr:*{x} c_ptr:*fp32 m_size:i32 n_size:i32 k_size:i32 stride_am:i32 stride_ak:i32 "
-                "stride_bk:i32 stride_bn:i32 stride_cm:i32 stride_cn:i32"
-            ),
-            dict(ACCUMULATE=True, **gemm, **math_flags),
-            gemm_opts,
+        *(
+            (
+                tk._matmul_accumulate_kernel,
+                types(
+                    f"a_ptr:*{x} b_ptr:*{x} c_ptr:*{c} m_size:i32 n_size:i32 k_size:i32 stride_am:i32 stride_ak:i32 "
+                    "stride_bk:i32 stride_bn:i32 stride_cm:i32 stride_cn:i32"
+                ),
+                dict(ACCUMULATE=True, **{a_unit: 1}, stride_bn=1, stride_cn=1, **gemm, **math_flags),
+                gemm_opts,
+            )
+            for a_unit, c in (("stride_ak", "fp32"), ("stride_am", x))  # ∂h += G W (fp32 buffer); ∂W += Gᵀ h
         ),
         (
             tk._compact_kept_columns_kernel,
@@ -71,7 +83,7 @@ def kernel_builds(dtype: torch.dtype) -> list[tuple]:
             {},
         ),
     ]
-    for column_max in (False, True):
+    for column_max, unit_stride in ((False, "stride_out_col"), (True, "stride_out_row")):  # G, or Gᵀ when filtered
         builds.append(
             (
                 tk._grad_logits_kernel,
@@ -79,7 +91,7 @@ def kernel_builds(dtype: torch.dtype) -> list[tuple]:
                     f"{tile_args} lse_ptr:*fp32 grad_ptr:*fp32 out_ptr:*{x} col_max_ptr:*fp32 slab_lo:i32 "
                     "slab_width:i32 stride_out_row:i32 stride_out_col:i32"
                 ),
-                dict(HAS_BIAS=True, COLUMN_MAX=column_max, **grad, **math_flags),
+                dict(HAS_BIAS=True, COLUMN_MAX=column_max, **{unit_stride: 1}, **grad, **math_flags),
                 grad_opts,
             )
         )
@@ -113,7 +125,15 @@ def compile_kernel(kernel, arg_types: dict, constexprs: dict, options: dict, arc
     if missing:
         raise ValueError(f"no type given for the arguments {missing} of {kernel.__name__}")
     signature = {name: "constexpr" if name in constexprs else arg_types[name] for name in kernel.arg_names}
-    source = ASTSource(fn=kernel, signature=signature, constexprs=constexprs)
+    # what the JIT infers from real arguments: every pointer 16-byte aligned, and the integers that are multiples of
+    # 16 at the GPU shapes (sizes, offsets, strides ≠ 1; the unit strides are passed as constexpr 1, as the JIT does)
+    aligned = [["tt.divisibility", 16]]
+    attrs = {
+        (i,): aligned
+        for i, name in enumerate(kernel.arg_names)
+        if name not in constexprs and (arg_types[name].startswith("*") or name in ALIGNED_INTEGERS)
+    }
+    source = ASTSource(fn=kernel, signature=signature, constexprs=constexprs, attrs=attrs)
     return triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
 
 
@@ -137,16 +157,23 @@ def main(argv=None) -> int:
                 label = f"sm_{arch} {_TRITON_TYPE[dtype]:>4} {kernel.__name__}"
                 start = time.perf_counter()
                 try:
-                    shared = compile_kernel(kernel, arg_types, constexprs, options, arch).metadata.shared
+                    compiled = compile_kernel(kernel, arg_types, constexprs, options, arch)
                 except Exception as error:  # noqa: BLE001 - report every kernel, then fail
                     failures += 1
                     print(f"FAIL {label}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
                     continue
+                shared = compiled.metadata.shared
+                pipelined = (
+                    "async_copy_global_to_local" in compiled.asm["ttgir"] or "async_tma" in compiled.asm["ttgir"]
+                )
                 if shared > SHARED_MEMORY_LIMIT[arch]:
                     failures += 1
                     print(f"FAIL {label}: {shared} B shared memory > {SHARED_MEMORY_LIMIT[arch]} B per block")
                     continue
-                print(f"ok   {label}: {shared} B shared memory, {time.perf_counter() - start:.1f} s")
+                print(
+                    f"ok   {label}: {shared} B shared memory, loads {'pipelined' if pipelined else 'not pipelined'}, "
+                    f"{time.perf_counter() - start:.1f} s"
+                )
     print(f"{failures} failure(s)")
     return 1 if failures else 0
 

@@ -115,13 +115,19 @@ def _lse_partial_kernel(
     scale,
     tiles_per_split,
     HAS_BIAS: tl.constexpr,
+    FLATTEN: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_V: tl.constexpr,
     BLOCK_H: tl.constexpr,
     PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
 ):
-    """Per (token block, vocabulary split): running max m, running Σ exp(z − m), and the target logit z_{i,y_i}."""
+    """Per (token block, vocabulary split): running max m, running Σ exp(z − m), and the target logit z_{i,y_i}.
+
+    FLATTEN: the tile loop and the K loop inside ``_logits_tile`` become one software-pipelined loop (Triton's loop
+    flattening), so the loads of a tile's first K steps are in flight while the previous tile's online-softmax update
+    runs, instead of starting after it (the nested loop's prologue at every tile). The inner K loop is never empty
+    (H ≥ 1), the case in which Triton's flattening has miscompiled (triton-lang/triton#11656)."""
     pid_n = tl.program_id(0)
     pid_s = tl.program_id(1)
     rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -132,7 +138,7 @@ def _lse_partial_kernel(
     run_max = tl.full((BLOCK_N,), float("-inf"), dtype=tl.float32)
     run_sum = tl.zeros((BLOCK_N,), dtype=tl.float32)
     target_logit = tl.zeros((BLOCK_N,), dtype=tl.float32)
-    for v0 in range(split_lo, split_hi, BLOCK_V):
+    for v0 in tl.range(split_lo, split_hi, BLOCK_V, flatten=FLATTEN):
         cols = v0 + tl.arange(0, BLOCK_V)
         col_mask = cols < vocab
         z = _logits_tile(
@@ -386,6 +392,7 @@ def _kept_columns_grad_weight_kernel(
 TUNING: dict = {}
 _TUNING_KEYS = {"forward", "grad", "gemm", "slab_vocab", "budget_mib"}
 _BLOCK_KEYS = {"BLOCK_N", "BLOCK_V", "BLOCK_H", "num_warps", "num_stages"}
+_FORWARD_OPTIONS = {"FLATTEN"}  # optional in tuning["forward"]; absent: True
 
 
 def set_tuning(tuning: dict) -> None:
@@ -393,9 +400,13 @@ def set_tuning(tuning: dict) -> None:
     unknown = set(tuning) - _TUNING_KEYS
     if unknown:
         raise ValueError(f"tuning has unknown keys {sorted(unknown)}; expected some of {sorted(_TUNING_KEYS)}")
-    for key in ("forward", "grad"):
-        if key in tuning and set(tuning[key]) != _BLOCK_KEYS:
-            raise ValueError(f"tuning[{key!r}] must have exactly the keys {sorted(_BLOCK_KEYS)}, got {tuning[key]}")
+    for key, optional in (("forward", _FORWARD_OPTIONS), ("grad", set())):
+        if key in tuning and not _BLOCK_KEYS <= set(tuning[key]) <= _BLOCK_KEYS | optional:
+            raise ValueError(
+                f"tuning[{key!r}] must have the keys {sorted(_BLOCK_KEYS)}"
+                + (f" and optionally {sorted(optional)}" if optional else "")
+                + f", got {tuning[key]}"
+            )
     if tuning.get("gemm", "triton") not in ("triton", "torch"):
         raise ValueError(f"tuning['gemm'] must be 'triton' or 'torch', got {tuning['gemm']!r}")
     for key in ("slab_vocab", "budget_mib"):
@@ -415,9 +426,11 @@ def _load_tuning_from_environment() -> None:
 
 
 #: The defaults for 16-bit inputs on a GPU: the tuner's choice on an NVIDIA H200 (torch 2.11, Triton 3.6; N = 32768
-#: tokens at the Qwen2.5-0.5B / Qwen2.5-7B / Llama-3-8B shapes; llm/kernels/README.md has the measured times).
+#: tokens at the Qwen2.5-0.5B / Qwen2.5-7B / Llama-3-8B shapes; llm/kernels/README.md has the measured times), with
+#: the forward's flattened tile loop (FLATTEN, added after that tuning: not yet timed on a GPU; the tuner has the
+#: nested loop as a candidate).
 GPU_DEFAULTS = dict(
-    forward=dict(BLOCK_N=128, BLOCK_V=256, BLOCK_H=64, num_warps=8, num_stages=3),
+    forward=dict(BLOCK_N=128, BLOCK_V=256, BLOCK_H=64, num_warps=8, num_stages=3, FLATTEN=True),
     grad=dict(BLOCK_N=128, BLOCK_V=256, BLOCK_H=64, num_warps=8, num_stages=3),
     gemm="torch",
     slab_vocab=8192,
@@ -432,12 +445,17 @@ def _tuned(dtype: torch.dtype) -> dict:
 
 
 def _tile_config(dtype: torch.dtype, kernel: str = "forward") -> dict:
-    """Block sizes: small under the interpreter (speed), tensor-core sized on a GPU; ``kernel`` ∈ {forward, grad}."""
+    """Block sizes: small under the interpreter (speed), tensor-core sized on a GPU; ``kernel`` ∈ {forward, grad};
+    the forward's also FLATTEN (default True; the interpreter runs either loop the same way)."""
     if _interpreted():
-        return dict(BLOCK_N=16, BLOCK_V=16, BLOCK_H=16)
-    if kernel in _tuned(dtype):
-        return dict(_tuned(dtype)[kernel])
-    return dict(BLOCK_N=64, BLOCK_V=64, BLOCK_H=32, num_warps=4, num_stages=3)  # fp32 inputs
+        config = dict(BLOCK_N=16, BLOCK_V=16, BLOCK_H=16)
+    elif kernel in _tuned(dtype):
+        config = dict(_tuned(dtype)[kernel])
+    else:
+        config = dict(BLOCK_N=64, BLOCK_V=64, BLOCK_H=32, num_warps=4, num_stages=3)  # fp32 inputs
+    if kernel == "forward":
+        config.setdefault("FLATTEN", True)
+    return config
 
 
 def _matmul_config(dtype: torch.dtype) -> dict:

@@ -6,7 +6,8 @@ The Triton interpreter runs the kernels' arithmetic on CPU tensors but never low
 interpreter tests and still fail to compile for a GPU (layouts of ``tl.dot`` operands, loop bounds read from memory,
 shared memory beyond the chip's limit). This tool builds each kernel down to a CUDA binary (Triton's own ptxas) at
 the block sizes the GPU runs use — :data:`~rdro.llm.kernels.triton_logprobs.GPU_DEFAULTS` for 16-bit inputs, the
-built-in choices for fp32 — and checks its shared memory against the per-block limit of the target. It needs the
+built-in choices for fp32 — and checks its shared memory against the per-block limit of the target, and reports registers, spill stack and
+spill traffic inside the tensor-core loops from the binary. It needs the
 ``triton`` package with its NVIDIA backend, not a GPU or a CUDA driver; it must run without ``TRITON_INTERPRET=1``.
 Exit status 1 when a kernel fails (each failure is printed with the kernel, dtype and error).
 """
@@ -137,6 +138,42 @@ def compile_kernel(kernel, arg_types: dict, constexprs: dict, options: dict, arc
     return triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
 
 
+def machine_code_report(compiled) -> dict:
+    """Registers and stack (spill) bytes per thread from the CUDA binary, and the local-memory loads/stores inside
+    the loops that hold the tensor-core instructions (a spill there is paid at every K step), read with the
+    ``cuobjdump`` that ships with Triton's NVIDIA backend. {} when it is missing."""
+    import re
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    import triton
+
+    cuobjdump = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    if not cuobjdump.exists():
+        return {}
+    with tempfile.TemporaryDirectory() as tmp:
+        binary = Path(tmp) / "kernel.cubin"
+        binary.write_bytes(compiled.asm["cubin"])
+        usage = subprocess.run([cuobjdump, "-res-usage", binary], capture_output=True, text=True).stdout
+        sass = subprocess.run([cuobjdump, "-sass", binary], capture_output=True, text=True).stdout
+    found = re.search(r"REG:(\d+) STACK:(\d+)", usage)
+    if not found:
+        return {}
+    code = [
+        (int(m.group(1), 16), m.group(2)) for m in re.finditer(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", sass)
+    ]  # (address, instruction)
+    mma = [addr for addr, op in code if "GMMA" in op or "HMMA" in op]
+    local_in_mma_loops = 0
+    for addr, op in code:
+        back_edge = re.search(r"BRA\s+(?:.*\s)?0x([0-9a-f]+)", op)
+        if back_edge and int(back_edge.group(1), 16) < addr:
+            top = int(back_edge.group(1), 16)
+            if any(top <= a <= addr for a in mma):
+                local_in_mma_loops += sum(1 for a, o in code if top <= a <= addr and re.search(r"\b(LDL|STL)\b", o))
+    return dict(registers=int(found.group(1)), stack_bytes=int(found.group(2)), local_in_mma_loops=local_in_mma_loops)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rdro.llm.kernels.aot_check", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -170,9 +207,16 @@ def main(argv=None) -> int:
                     failures += 1
                     print(f"FAIL {label}: {shared} B shared memory > {SHARED_MEMORY_LIMIT[arch]} B per block")
                     continue
+                machine = machine_code_report(compiled)
+                machine_text = (
+                    f"{machine['registers']} registers, {machine['stack_bytes']} B stack, "
+                    f"{machine['local_in_mma_loops']} local loads/stores in MMA loops, "
+                    if machine
+                    else ""
+                )
                 print(
                     f"ok   {label}: {shared} B shared memory, loads {'pipelined' if pipelined else 'not pipelined'}, "
-                    f"{time.perf_counter() - start:.1f} s"
+                    f"{machine_text}{time.perf_counter() - start:.1f} s"
                 )
     print(f"{failures} failure(s)")
     return 1 if failures else 0

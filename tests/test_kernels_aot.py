@@ -35,8 +35,10 @@ def test_every_kernel_compiles_for_hopper(tmp_path):
     kernels = set(re.findall(r"@triton\.jit\ndef (_\w+_kernel)\(", source))
     assert len(kernels) >= 6
     for dtype in ("bf16", "fp32"):
-        compiled = set(re.findall(rf"^ok   sm_90 +{dtype} (\w+):", done.stdout, flags=re.M))
+        compiled = set(re.findall(rf"^ok   sm_90 +{dtype} (\w+)[^:]*:", done.stdout, flags=re.M))
         assert compiled == kernels, f"{dtype}: compiled {sorted(compiled)}, kernels in the module {sorted(kernels)}"
+        assert re.search(rf"^ok   sm_90 +{dtype} _lse_partial_kernel \[FLATTEN=1 TMA=1\]:", done.stdout, flags=re.M)
+    assert "FAIL" not in done.stdout
 
 
 def test_a_kernel_the_interpreter_accepts_but_a_gpu_cannot_compile_is_reported(tmp_path):

@@ -101,6 +101,65 @@ def test_triton_multiple_splits_chunks_and_slabs_match_single_pass(gemm, dtype):
 
 
 @in_this_process
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_triton_tma_descriptor_loads_match_pointer_loads_and_float64(dtype, monkeypatch):
+    """The TMA flag (tile loads through tensor descriptors, zero-filled past the last row / column): forward over
+    several vocabulary splits, exact and filtered backward over several chunks × slabs — the same numbers as the
+    pointer loads, and within the float64 tolerances. H = 24 keeps every row 16-byte aligned, as TMA needs."""
+    from rdro.llm.kernels import triton_logprobs as tk
+
+    used = []
+    make_sources = tk._tma_sources
+
+    def recording_sources(hidden, weight, config):
+        sources = make_sources(hidden, weight, config)
+        used.append(sources[2])
+        return sources
+
+    monkeypatch.setattr(tk, "_tma_sources", recording_sources)
+    gen = torch.Generator().manual_seed(23)
+    n, h, v = 37, 24, 83
+    hidden = torch.randn(n, h, generator=gen).to(DEVICE, dtype)
+    weight = (torch.randn(v, h, generator=gen) * 1.5).to(DEVICE, dtype)
+    bias = torch.randn(v, generator=gen).to(DEVICE, dtype)
+    targets = torch.randint(0, v, (n,), generator=gen).to(DEVICE)
+    targets[::6] = -100
+    g = torch.randn(n, generator=gen).to(DEVICE)
+    blocks = dict(BLOCK_N=16, BLOCK_V=16, BLOCK_H=16, num_warps=4, num_stages=2)
+    results = {}
+    saved = dict(tk.TUNING)
+    try:
+        for tma in (False, True):
+            tk.set_tuning({"forward": {**blocks, "TMA": tma}, "grad": {**blocks, "TMA": tma}})
+            logp, lse = triton_token_logprobs(hidden, weight, bias, targets, 0.8, -100, num_splits=3)
+            options = dict(chunk_tokens=16, slab_vocab=30)
+            exact = triton_token_logprobs_backward(
+                g, hidden, weight, bias, targets, lse, 0.8, -100, True, True, True, **options
+            )
+            filtered = triton_token_logprobs_backward(
+                g, hidden, weight, bias, targets, lse, 0.8, -100, True, True, True, grad_filter=0.05, **options
+            )
+            results[tma] = (logp, lse, *exact, *filtered)
+    finally:
+        tk.set_tuning(saved)
+    assert used == [False] * 7 + [True] * 7  # forward + 3 chunks × 2 backwards, each way
+    for pointer, descriptor in zip(results[False], results[True]):
+        torch.testing.assert_close(descriptor, pointer, rtol=1e-6, atol=1e-6)
+    ref = naive_sequence_logprobs(
+        hidden.double(), weight.double(), targets, bias=bias.double(), logit_scale=0.8, reduction="none",
+        compute_dtype=torch.float64,
+    )  # fmt: skip
+    torch.testing.assert_close(results[True][0].double(), ref, rtol=1e-5, atol=1e-4)
+    leaves = [t.double().requires_grad_() for t in (hidden, weight, bias)]
+    out = naive_sequence_logprobs(
+        *leaves[:2], targets, bias=leaves[2], logit_scale=0.8, reduction="none", compute_dtype=torch.float64
+    )
+    tol = 1e-4 if dtype == torch.float32 else 3e-2
+    for got, want in zip(results[True][2:5], torch.autograd.grad((out * g.double()).sum(), leaves)):
+        torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol / 10 * float(want.abs().max()))
+
+
+@in_this_process
 def test_triton_grad_filter_matches_float64_with_the_same_dropped_columns():
     """Filtered backward over several chunks × slabs: the softmax part of the columns whose scored tokens in a chunk
     all have p < ε is dropped and their matmul work skipped; the target part is exact (in G where its column is kept,
@@ -160,13 +219,13 @@ def test_set_tuning_checks_its_input():
             triton_logprobs.set_tuning({"grad": {**blocks, "FLATTEN": False}})
         triton_logprobs.set_tuning({"forward": {**blocks, "FLATTEN": False}, "gemm": "torch"})
         assert triton_logprobs.TUNING == {"forward": {**blocks, "FLATTEN": False}, "gemm": "torch"}
-        # the interpreter keeps its small blocks whatever the tuning says; a GPU takes the tuned blocks for 16-bit
-        small = dict(BLOCK_N=16, BLOCK_V=16, BLOCK_H=16, FLATTEN=True)
-        interpreted = triton_logprobs._interpreted()
-        assert triton_logprobs._tile_config(torch.bfloat16) == (small if interpreted else {**blocks, "FLATTEN": False})
-        triton_logprobs.set_tuning({"forward": blocks})
-        assert triton_logprobs._tile_config(torch.bfloat16) == (small if interpreted else {**blocks, "FLATTEN": True})
-        assert "FLATTEN" not in triton_logprobs._tile_config(torch.bfloat16, "grad")
+        # the interpreter keeps its small blocks whatever the tuning says but takes its loop flags (absent: False);
+        # a GPU takes the tuned blocks for 16-bit inputs
+        blocks_here = dict(BLOCK_N=16, BLOCK_V=16, BLOCK_H=16) if triton_logprobs._interpreted() else blocks
+        assert triton_logprobs._tile_config(torch.bfloat16) == {**blocks_here, "FLATTEN": False, "TMA": False}
+        triton_logprobs.set_tuning({"forward": {**blocks, "TMA": True}, "grad": {**blocks, "TMA": True}})
+        assert triton_logprobs._tile_config(torch.bfloat16) == {**blocks_here, "FLATTEN": False, "TMA": True}
+        assert triton_logprobs._tile_config(torch.bfloat16, "grad") == {**blocks_here, "TMA": True}
     finally:
         triton_logprobs.set_tuning(saved)
 

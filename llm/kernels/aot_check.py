@@ -51,16 +51,28 @@ def kernel_builds(dtype: torch.dtype) -> list[tuple]:
     grad, grad_opts = split(tk._tile_config(dtype, "grad"))
     gemm, gemm_opts = split(tk._matmul_config(dtype))
     slab = tk._tuned(dtype).get("slab_vocab", 4096)
-    tile_args = f"h_ptr:*{x} w_ptr:*{x} b_ptr:*{x} tgt_ptr:*i64 n_rows:i32 vocab:i32 width:i32 scale:fp32"
+
+    def tile_args(config: dict, tma: bool) -> str:
+        sources = (
+            f"h_ptr:tensordesc<{x}[{config['BLOCK_N']},{config['BLOCK_H']}]> "
+            f"w_ptr:tensordesc<{x}[{config['BLOCK_V']},{config['BLOCK_H']}]>"
+            if tma
+            else f"h_ptr:*{x} w_ptr:*{x}"
+        )
+        return f"{sources} b_ptr:*{x} tgt_ptr:*i64 n_rows:i32 vocab:i32 width:i32 scale:fp32"
+
     builds = [
         *(
             (
                 tk._lse_partial_kernel,
-                types(f"{tile_args} max_ptr:*fp32 sum_ptr:*fp32 target_logit_ptr:*fp32 tiles_per_split:i32"),
-                dict(HAS_BIAS=True, **{**forward, "FLATTEN": flatten}, **math_flags),
+                types(
+                    f"{tile_args(forward, tma)} max_ptr:*fp32 sum_ptr:*fp32 target_logit_ptr:*fp32 tiles_per_split:i32"
+                ),
+                dict(HAS_BIAS=True, **{**forward, "FLATTEN": flatten, "TMA": tma}, **math_flags),
                 forward_opts,
             )
-            for flatten in (True, False)  # the default flattened tile loop, and the nested one the tuner also tries
+            for flatten in (False, True)  # every combination of the forward's loop flags the tuner may choose
+            for tma in (False, True)
         ),
         *(
             (
@@ -85,17 +97,20 @@ def kernel_builds(dtype: torch.dtype) -> list[tuple]:
         ),
     ]
     for column_max, unit_stride in ((False, "stride_out_col"), (True, "stride_out_row")):  # G, or Gᵀ when filtered
-        builds.append(
-            (
-                tk._grad_logits_kernel,
-                types(
-                    f"{tile_args} lse_ptr:*fp32 grad_ptr:*fp32 out_ptr:*{x} col_max_ptr:*fp32 slab_lo:i32 "
-                    "slab_width:i32 stride_out_row:i32 stride_out_col:i32"
-                ),
-                dict(HAS_BIAS=True, COLUMN_MAX=column_max, **{unit_stride: 1}, **grad, **math_flags),
-                grad_opts,
+        for tma in (False, True):
+            builds.append(
+                (
+                    tk._grad_logits_kernel,
+                    types(
+                        f"{tile_args(grad, tma)} lse_ptr:*fp32 grad_ptr:*fp32 out_ptr:*{x} col_max_ptr:*fp32 "
+                        "slab_lo:i32 slab_width:i32 stride_out_row:i32 stride_out_col:i32"
+                    ),
+                    dict(
+                        HAS_BIAS=True, COLUMN_MAX=column_max, **{unit_stride: 1}, **{**grad, "TMA": tma}, **math_flags
+                    ),
+                    grad_opts,
+                )
             )
-        )
     kept = f"gt_ptr:*{x} cols_ptr:*i32 count_ptr:*i32 n_rows:i32 width:i32 slab_lo:i32"
     builds.append(
         (
@@ -140,7 +155,7 @@ def compile_kernel(kernel, arg_types: dict, constexprs: dict, options: dict, arc
 
 def machine_code_report(compiled) -> dict:
     """Registers and stack (spill) bytes per thread from the CUDA binary, and the local-memory loads/stores inside
-    the loops that hold the tensor-core instructions (a spill there is paid at every K step), read with the
+    the innermost loop that holds the tensor-core instructions (a spill there is paid at every K step), read with the
     ``cuobjdump`` that ships with Triton's NVIDIA backend. {} when it is missing."""
     import re
     import subprocess
@@ -164,14 +179,18 @@ def machine_code_report(compiled) -> dict:
         (int(m.group(1), 16), m.group(2)) for m in re.finditer(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", sass)
     ]  # (address, instruction)
     mma = [addr for addr, op in code if "GMMA" in op or "HMMA" in op]
-    local_in_mma_loops = 0
+    loops = []  # (top, bottom) of every backward branch around a tensor-core instruction
     for addr, op in code:
         back_edge = re.search(r"BRA\s+(?:.*\s)?0x([0-9a-f]+)", op)
         if back_edge and int(back_edge.group(1), 16) < addr:
             top = int(back_edge.group(1), 16)
             if any(top <= a <= addr for a in mma):
-                local_in_mma_loops += sum(1 for a, o in code if top <= a <= addr and re.search(r"\b(LDL|STL)\b", o))
-    return dict(registers=int(found.group(1)), stack_bytes=int(found.group(2)), local_in_mma_loops=local_in_mma_loops)
+                loops.append((top, addr))
+    local_in_mma_loops = 0
+    if loops:  # the innermost one: the K loop (out-of-line wait loops that jump back over it are wider)
+        top, bottom = min(loops, key=lambda loop: loop[1] - loop[0])
+        local_in_mma_loops = sum(1 for a, o in code if top <= a <= bottom and re.search(r"\b(LDL|STL)\b", o))
+    return dict(registers=int(found.group(1)), stack_bytes=int(found.group(2)), local_in_mma_loop=local_in_mma_loops)
 
 
 def main(argv=None) -> int:
@@ -191,7 +210,10 @@ def main(argv=None) -> int:
     for arch in args.arch:
         for dtype in (torch.bfloat16, torch.float32):
             for kernel, arg_types, constexprs, options in kernel_builds(dtype):
-                label = f"sm_{arch} {_TRITON_TYPE[dtype]:>4} {kernel.__name__}"
+                flags = " ".join(
+                    f"{k}={int(v)}" for k, v in constexprs.items() if k in ("FLATTEN", "TMA", "COLUMN_MAX")
+                )
+                label = f"sm_{arch} {_TRITON_TYPE[dtype]:>4} {kernel.__name__}" + (f" [{flags}]" if flags else "")
                 start = time.perf_counter()
                 try:
                     compiled = compile_kernel(kernel, arg_types, constexprs, options, arch)
@@ -210,7 +232,7 @@ def main(argv=None) -> int:
                 machine = machine_code_report(compiled)
                 machine_text = (
                     f"{machine['registers']} registers, {machine['stack_bytes']} B stack, "
-                    f"{machine['local_in_mma_loops']} local loads/stores in MMA loops, "
+                    f"{machine['local_in_mma_loop']} spill loads/stores in the MMA loop, "
                     if machine
                     else ""
                 )

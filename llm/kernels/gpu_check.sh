@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
-# One-command GPU check of rdro's log-prob kernels and trainer (about 6 minutes on an H200):
-#   1. correctness of the compiled Triton kernels at real vocabulary sizes (the GPU defaults);
-#   2. (only when asked: STEPS="2 ...") re-tuning of block sizes / backward GEMM / slab width on this GPU
-#      (python -m rdro.llm.kernels.tune); later steps then use its choice;
+# One-command GPU check of rdro's log-prob kernels and trainer (about 7 minutes on an H200):
+#   2. first, a quick tuning (python -m rdro.llm.kernels.tune --quick): the loop flags added since the H200 tuning
+#      (flattened forward tile loop, TMA tile loads) on or off, timed at the three anchor shapes; the later steps use
+#      its choice (STEPS="2full ..." runs the full tuning instead: block sizes, backward GEMM, slab width);
+#   1. correctness of the compiled Triton kernels at real vocabulary sizes, with that choice;
 #   3. `rdro bench logprobs` (exact and gradient-filtered) beside naive, Liger-Kernel and cut-cross-entropy;
 #   4. `rdro benchmark throughput`: rdro's trainer vs TRL KTOTrainer (± Liger) on the Qwen2.5-0.5B architecture;
-#   5. the full Triton correctness sweep (slow tests included);
+#   5. the full Triton correctness sweep (slow tests included; it sets its own tuning where it tests the flags);
 #   6. (only when asked: STEPS="... 6") the benchmark again on LM-like inputs (--inputs lm; N = 32768, no naive).
 # Usage: bash llm/kernels/gpu_check.sh [OUT_DIR]. Optional wheels (Liger-Kernel, cut-cross-entropy, trl, ...) in
-# .whl/ at the repository root are installed first. STEPS="3 4" runs only those steps (default "1 3 4 5"). Each step
-# has its own time limit; one failing step does not stop the others. Everything lands in OUT_DIR: log, tuning.json,
-# tuning_report.json, bench_logprobs.json, trainer_throughput.json, bench_logprobs_lm.json.
+# .whl/ at the repository root are installed first. STEPS="3 4" runs only those steps (default "2 1 3 4 5"; the
+# order of the steps is fixed). Each step has its own time limit; one failing step does not stop the others.
+# Everything lands in OUT_DIR: log, tuning.json, tuning_report.json, bench_logprobs.json, trainer_throughput.json,
+# bench_logprobs_lm.json.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT_DIR="${1:-${OUT:-results}}"
 mkdir -p "$OUT_DIR" && OUT_DIR="$(cd "$OUT_DIR" && pwd)"
 LOG="$OUT_DIR/log"
 PY="${PYTHON:-python3}"
-STEPS="${STEPS:-1 3 4 5}"  # which of the numbered steps below to run
+STEPS="${STEPS:-2 1 3 4 5}"  # which of the numbered steps below to run
 step() { echo "=== $(date +%T) $*" | tee -a "$LOG"; }
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 source scripts/device_env.sh  # wheels from .whl/, and the checkout on the path
@@ -37,15 +39,15 @@ try:
 except Exception as e:
     print('mm out_dtype unsupported', type(e).__name__)
 "; } 2>&1 | tee -a "$LOG"
-if want 1; then
-  step "1 correctness at model vocabulary sizes"
-  timeout 60 "$PY" -m pytest tests/test_kernels_triton.py -q -k "model_vocabulary" --tb=line 2>&1 | tail -12 | tee -a "$LOG"
-fi
-if want 2; then
-  step "2 tuning"
-  timeout 130 "$PY" -m rdro.llm.kernels.tune --out "$OUT_DIR/tuning.json" --report "$OUT_DIR/tuning_report.json" 2>&1 \
-    | tee -a "$LOG"
+if want 2 || want 2full; then
+  step "2 tuning ($(want 2full && echo full || echo quick))"
+  timeout "$(want 2full && echo 300 || echo 120)" "$PY" -m rdro.llm.kernels.tune $(want 2full || echo --quick) \
+    --out "$OUT_DIR/tuning.json" --report "$OUT_DIR/tuning_report.json" 2>&1 | tee -a "$LOG"
   [ -s "$OUT_DIR/tuning.json" ] && export RDRO_TRITON_TUNING="$OUT_DIR/tuning.json"
+fi
+if want 1; then
+  step "1 correctness at model vocabulary sizes (tuning: ${RDRO_TRITON_TUNING:-defaults})"
+  timeout 60 "$PY" -m pytest tests/test_kernels_triton.py -q -k "model_vocabulary" --tb=line 2>&1 | tail -12 | tee -a "$LOG"
 fi
 if want 3; then
   step "3 bench logprobs (tuning: ${RDRO_TRITON_TUNING:-none})"

@@ -64,9 +64,11 @@ def _sm_count(device: torch.device) -> int:
 
 @triton.jit
 def _logits_tile(
-    h_ptr,
-    w_ptr,
+    h_src,
+    w_src,
     b_ptr,
+    row0,
+    col0,
     rows,
     cols,
     row_mask,
@@ -79,17 +81,28 @@ def _logits_tile(
     BLOCK_H: tl.constexpr,
     PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
+    TMA: tl.constexpr,
 ):
-    """z = s (h[rows] W[cols]^T + b[cols]) as an fp32 [BLOCK_N, BLOCK_V] tile; −inf in columns ≥ V."""
+    """z = s (h[rows] W[cols]^T + b[cols]) as an fp32 [BLOCK_N, BLOCK_V] tile; −inf in columns ≥ V.
+
+    ``h_src``, ``w_src``: pointers to row-major [N, H] and [V, H], or with TMA tensor descriptors of them (block
+    [BLOCK_N, BLOCK_H] and [BLOCK_V, BLOCK_H]) whose out-of-range rows and columns read as zeros; the Hopper copy
+    engine then moves the tiles instead of every thread computing addresses (``rows``/``cols`` are contiguous ranges
+    starting at ``row0``/``col0``)."""
     acc = tl.zeros((BLOCK_N, BLOCK_V), dtype=tl.float32)
     offs_h = tl.arange(0, BLOCK_H)
-    h_rows = h_ptr + rows.to(tl.int64)[:, None] * width
-    w_rows = w_ptr + cols.to(tl.int64)[:, None] * width
+    if not TMA:
+        h_rows = h_src + rows.to(tl.int64)[:, None] * width
+        w_rows = w_src + cols.to(tl.int64)[:, None] * width
     for k0 in range(0, width, BLOCK_H):
-        k = k0 + offs_h
-        k_mask = k < width
-        h = tl.load(h_rows + k[None, :], mask=row_mask[:, None] & k_mask[None, :], other=0.0)
-        w = tl.load(w_rows + k[None, :], mask=col_mask[:, None] & k_mask[None, :], other=0.0)
+        if TMA:
+            h = h_src.load([row0, k0])
+            w = w_src.load([col0, k0])
+        else:
+            k = k0 + offs_h
+            k_mask = k < width
+            h = tl.load(h_rows + k[None, :], mask=row_mask[:, None] & k_mask[None, :], other=0.0)
+            w = tl.load(w_rows + k[None, :], mask=col_mask[:, None] & k_mask[None, :], other=0.0)
         if UPCAST:
             h = h.to(tl.float32)
             w = w.to(tl.float32)
@@ -116,6 +129,7 @@ def _lse_partial_kernel(
     tiles_per_split,
     HAS_BIAS: tl.constexpr,
     FLATTEN: tl.constexpr,
+    TMA: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_V: tl.constexpr,
     BLOCK_H: tl.constexpr,
@@ -142,8 +156,8 @@ def _lse_partial_kernel(
         cols = v0 + tl.arange(0, BLOCK_V)
         col_mask = cols < vocab
         z = _logits_tile(
-            h_ptr, w_ptr, b_ptr, rows, cols, row_mask, col_mask, width, scale, HAS_BIAS, BLOCK_N, BLOCK_V, BLOCK_H,
-            PRECISION, UPCAST,
+            h_ptr, w_ptr, b_ptr, pid_n * BLOCK_N, v0, rows, cols, row_mask, col_mask, width, scale, HAS_BIAS,
+            BLOCK_N, BLOCK_V, BLOCK_H, PRECISION, UPCAST, TMA,
         )  # fmt: skip
         new_max = tl.maximum(run_max, tl.max(z, axis=1))
         run_sum = run_sum * tl.exp(run_max - new_max) + tl.sum(tl.exp(z - new_max[:, None]), axis=1)
@@ -175,6 +189,7 @@ def _grad_logits_kernel(
     stride_out_col,
     HAS_BIAS: tl.constexpr,
     COLUMN_MAX: tl.constexpr,
+    TMA: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_V: tl.constexpr,
     BLOCK_H: tl.constexpr,
@@ -194,8 +209,8 @@ def _grad_logits_kernel(
     row_mask = rows < n_rows
     col_mask = (local < slab_width) & (cols < vocab)
     z = _logits_tile(
-        h_ptr, w_ptr, b_ptr, rows, cols, row_mask, col_mask, width, scale, HAS_BIAS, BLOCK_N, BLOCK_V, BLOCK_H,
-        PRECISION, UPCAST,
+        h_ptr, w_ptr, b_ptr, pid_n * BLOCK_N, slab_lo + pid_v * BLOCK_V, rows, cols, row_mask, col_mask, width, scale,
+        HAS_BIAS, BLOCK_N, BLOCK_V, BLOCK_H, PRECISION, UPCAST, TMA,
     )  # fmt: skip
     lse = tl.load(lse_ptr + rows, mask=row_mask, other=float("inf"))  # exp(z − inf) = 0 in padding rows
     g = tl.load(grad_ptr + rows, mask=row_mask, other=0.0)
@@ -392,7 +407,8 @@ def _kept_columns_grad_weight_kernel(
 TUNING: dict = {}
 _TUNING_KEYS = {"forward", "grad", "gemm", "slab_vocab", "budget_mib"}
 _BLOCK_KEYS = {"BLOCK_N", "BLOCK_V", "BLOCK_H", "num_warps", "num_stages"}
-_FORWARD_OPTIONS = {"FLATTEN"}  # optional in tuning["forward"]; absent: True
+#: Optional loop flags of the tile kernels in tuning["forward"] / tuning["grad"]; an absent flag is False.
+_LOOP_FLAGS = {"forward": {"FLATTEN", "TMA"}, "grad": {"TMA"}}
 
 
 def set_tuning(tuning: dict) -> None:
@@ -400,7 +416,7 @@ def set_tuning(tuning: dict) -> None:
     unknown = set(tuning) - _TUNING_KEYS
     if unknown:
         raise ValueError(f"tuning has unknown keys {sorted(unknown)}; expected some of {sorted(_TUNING_KEYS)}")
-    for key, optional in (("forward", _FORWARD_OPTIONS), ("grad", set())):
+    for key, optional in _LOOP_FLAGS.items():
         if key in tuning and not _BLOCK_KEYS <= set(tuning[key]) <= _BLOCK_KEYS | optional:
             raise ValueError(
                 f"tuning[{key!r}] must have the keys {sorted(_BLOCK_KEYS)}"
@@ -426,11 +442,10 @@ def _load_tuning_from_environment() -> None:
 
 
 #: The defaults for 16-bit inputs on a GPU: the tuner's choice on an NVIDIA H200 (torch 2.11, Triton 3.6; N = 32768
-#: tokens at the Qwen2.5-0.5B / Qwen2.5-7B / Llama-3-8B shapes; llm/kernels/README.md has the measured times), with
-#: the forward's flattened tile loop (FLATTEN, added after that tuning: not yet timed on a GPU; the tuner has the
-#: nested loop as a candidate).
+#: tokens at the Qwen2.5-0.5B / Qwen2.5-7B / Llama-3-8B shapes; llm/kernels/README.md has the measured times). The
+#: loop flags added since (FLATTEN, TMA) are off until a GPU run measures them: the tuner has them as candidates.
 GPU_DEFAULTS = dict(
-    forward=dict(BLOCK_N=128, BLOCK_V=256, BLOCK_H=64, num_warps=8, num_stages=3, FLATTEN=True),
+    forward=dict(BLOCK_N=128, BLOCK_V=256, BLOCK_H=64, num_warps=8, num_stages=3),
     grad=dict(BLOCK_N=128, BLOCK_V=256, BLOCK_H=64, num_warps=8, num_stages=3),
     gemm="torch",
     slab_vocab=8192,
@@ -446,16 +461,43 @@ def _tuned(dtype: torch.dtype) -> dict:
 
 def _tile_config(dtype: torch.dtype, kernel: str = "forward") -> dict:
     """Block sizes: small under the interpreter (speed), tensor-core sized on a GPU; ``kernel`` ∈ {forward, grad};
-    the forward's also FLATTEN (default True; the interpreter runs either loop the same way)."""
+    plus the kernel's loop flags (:data:`_LOOP_FLAGS`, default False). The interpreter keeps its small blocks but
+    takes the flags from :data:`TUNING`, so that the tests run the TMA path on CPU too."""
+    flags = dict.fromkeys(sorted(_LOOP_FLAGS[kernel]), False)
     if _interpreted():
         config = dict(BLOCK_N=16, BLOCK_V=16, BLOCK_H=16)
+        flags.update({k: v for k, v in TUNING.get(kernel, {}).items() if k in flags})
     elif kernel in _tuned(dtype):
         config = dict(_tuned(dtype)[kernel])
     else:
         config = dict(BLOCK_N=64, BLOCK_V=64, BLOCK_H=32, num_warps=4, num_stages=3)  # fp32 inputs
-    if kernel == "forward":
-        config.setdefault("FLATTEN", True)
-    return config
+    return {**flags, **config}
+
+
+def _tma_sources(hidden: torch.Tensor, weight: torch.Tensor, config: dict):
+    """(h source, W source, TMA flag) for a tile kernel: tensor descriptors (tiles [BLOCK_N, BLOCK_H] and [BLOCK_V,
+    BLOCK_H], zero-filled out of range) when ``config["TMA"]`` asks for them and the tensors allow them — a GPU of
+    compute capability ≥ 9 (or the interpreter), 2-D row-major tensors with 16-byte aligned base and row stride —
+    else the tensors themselves (pointer loads)."""
+    if not config.get("TMA"):
+        return hidden, weight, False
+    try:
+        from triton.tools.tensor_descriptor import TensorDescriptor
+    except ImportError:  # a Triton without host-side descriptors
+        return hidden, weight, False
+    if hidden.device.type == "cuda":
+        if torch.cuda.get_device_capability(hidden.device)[0] < 9:
+            return hidden, weight, False
+    elif not _interpreted():
+        return hidden, weight, False
+    for t in (hidden, weight):
+        if t.dim() != 2 or t.stride(1) != 1 or (t.stride(0) * t.element_size()) % 16 or t.data_ptr() % 16:
+            return hidden, weight, False
+    return (
+        TensorDescriptor.from_tensor(hidden, [config["BLOCK_N"], config["BLOCK_H"]]),
+        TensorDescriptor.from_tensor(weight, [config["BLOCK_V"], config["BLOCK_H"]]),
+        True,
+    )
 
 
 def _matmul_config(dtype: torch.dtype) -> dict:
@@ -526,10 +568,12 @@ def triton_token_logprobs(
     part_max = torch.empty(splits, n_rows, dtype=torch.float32, device=dev)
     part_sum = torch.empty(splits, n_rows, dtype=torch.float32, device=dev)
     target_logit = torch.zeros(n_rows, dtype=torch.float32, device=dev)
+    h_src, w_src, tma = _tma_sources(hidden, weight, cfg)
     _lse_partial_kernel[(row_blocks, splits)](
-        hidden, weight, bias if bias is not None else hidden, targets, part_max, part_sum, target_logit,
+        h_src, w_src, bias if bias is not None else hidden, targets, part_max, part_sum, target_logit,
         n_rows, vocab, width, float(logit_scale), tiles_per_split,
-        HAS_BIAS=bias is not None, PRECISION=_dot_precision(hidden.dtype), UPCAST=_upcast(hidden.dtype), **cfg,
+        HAS_BIAS=bias is not None, PRECISION=_dot_precision(hidden.dtype), UPCAST=_upcast(hidden.dtype),
+        **{**cfg, "TMA": tma},
     )  # fmt: skip
     top = part_max.amax(dim=0)
     lse = top + torch.log((part_sum * torch.exp(part_max - top)).sum(dim=0))
@@ -615,6 +659,7 @@ def triton_token_logprobs_backward(
         c1 = min(n_rows, c0 + chunk_tokens)
         rows = c1 - c0
         h_chunk = hidden[c0:c1]
+        h_src, w_src, tma = _tma_sources(h_chunk, weight, cfg)
         chunk_targets = targets[c0:c1]
         if filtered:
             target_dropped[:rows].zero_()
@@ -629,9 +674,10 @@ def triton_token_logprobs_backward(
             out_strides = (1, rows) if filtered else (slab, 1)
             grid = (triton.cdiv(rows, cfg["BLOCK_N"]), triton.cdiv(slab, cfg["BLOCK_V"]))
             _grad_logits_kernel[grid](
-                h_chunk, weight, bias_arg, chunk_targets, lse[c0:c1], g[c0:c1], grad_z, col_max,
+                h_src, w_src, bias_arg, chunk_targets, lse[c0:c1], g[c0:c1], grad_z, col_max,
                 rows, v0, slab, vocab, width, float(logit_scale), *out_strides,
-                HAS_BIAS=bias is not None, COLUMN_MAX=filtered, PRECISION=precision, UPCAST=_upcast(dtype), **cfg,
+                HAS_BIAS=bias is not None, COLUMN_MAX=filtered, PRECISION=precision, UPCAST=_upcast(dtype),
+                **{**cfg, "TMA": tma},
             )  # fmt: skip
             if need_bias:  # every column: the bias gradient stays exact
                 grad_bias32[v0:v1] += grad_z.sum(dim=1 if filtered else 0, dtype=torch.float32)

@@ -3,7 +3,7 @@
 ``python -m rdro.llm.kernels.tune [--shapes qwen2.5-0.5b qwen2.5-7b llama3-8b] [--tokens 32768] [--out tuning.json]``
 
 For each anchor shape (bf16, N tokens, a quarter of them ignored as prompt) it times, as medians of ``--reps`` runs
-after one warm-up:
+after one warm-up (``--quick``: only the loop flags FLATTEN / TMA added since the H200 tuning, on its blocks):
 
 - the no-grad forward (``triton_token_logprobs``) for each candidate forward block configuration;
 - the backward (``triton_token_logprobs_backward``, both gradients) for each (grad-kernel blocks × GEMM by Triton or
@@ -28,18 +28,23 @@ import torch
 from rdro.llm.kernels.bench import ANCHOR_SHAPES, make_inputs
 from rdro.results import atomic_write_text
 
+#: The forward blocks the H200 tuning chose (GPU_DEFAULTS), and the loop flags added since, not yet timed.
+_H200_BLOCKS = dict(BLOCK_N=128, BLOCK_V=256, BLOCK_H=64, num_warps=8, num_stages=3)
+LOOP_FLAG_CANDIDATES = [dict(FLATTEN=flatten, TMA=tma) for flatten in (False, True) for tma in (False, True)]
 FORWARD_CANDIDATES = [
     dict(BLOCK_N=128, BLOCK_V=128, BLOCK_H=64, num_warps=8, num_stages=3),  # the default before the H200 tuning
-    dict(BLOCK_N=128, BLOCK_V=256, BLOCK_H=64, num_warps=8, num_stages=3),
     dict(BLOCK_N=128, BLOCK_V=128, BLOCK_H=64, num_warps=4, num_stages=4),
     dict(BLOCK_N=64, BLOCK_V=256, BLOCK_H=64, num_warps=4, num_stages=4),
     dict(BLOCK_N=128, BLOCK_V=256, BLOCK_H=32, num_warps=8, num_stages=4),
     # not yet measured: the H200 winner with one more pipeline stage, and the transposed tile
     dict(BLOCK_N=128, BLOCK_V=256, BLOCK_H=64, num_warps=8, num_stages=4),
     dict(BLOCK_N=256, BLOCK_V=128, BLOCK_H=64, num_warps=8, num_stages=3),
-    # the H200 winner with the nested tile loop it was measured with (the others get the flattened loop, the default)
-    dict(BLOCK_N=128, BLOCK_V=256, BLOCK_H=64, num_warps=8, num_stages=3, FLATTEN=False),
+    # the H200 winner with each combination of the loop flags (flattened tile loop, TMA loads)
+    *({**_H200_BLOCKS, **flags} for flags in LOOP_FLAG_CANDIDATES),
 ]
+#: ``--quick``: only what is new since the H200 tuning — the loop flags on its blocks (forward), TMA on or off in
+#: the grad kernel with its GEMM and slab (backward); about a minute on an H200, most of it compilation.
+QUICK_FORWARD_CANDIDATES = [{**_H200_BLOCKS, **flags} for flags in LOOP_FLAG_CANDIDATES]
 GEMMS = ("triton", "torch")
 SLABS = (4096, 8192)
 
@@ -76,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--out", default="tuning.json")
     p.add_argument("--report", default="tuning_report.json")
+    p.add_argument("--quick", action="store_true", help="time only the loop flags on the H200 blocks (see QUICK_*)")
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
         raise SystemExit("the tuner needs a CUDA GPU (torch sees none)")
@@ -88,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         width, vocab = ANCHOR_SHAPES[shape]
         h, w, _, _, targets, _ = make_inputs(width, vocab, args.tokens // 2048, 2048, torch.bfloat16, device, 0)
         inputs[shape] = (h.detach().reshape(-1, width), w.detach(), targets.reshape(-1))
-    for i, cfg in enumerate(FORWARD_CANDIDATES):
+    for i, cfg in enumerate(QUICK_FORWARD_CANDIDATES if args.quick else FORWARD_CANDIDATES):
         name = json.dumps(cfg, sort_keys=True)
         tk.set_tuning({"forward": cfg})
         for shape, (h, w, t) in inputs.items():
@@ -101,13 +107,18 @@ def main(argv: list[str] | None = None) -> int:
                 forward.pop(name, None)
                 break
         print(f"forward {i}: {name} {forward.get(name)}", flush=True)
-    best_forward = json.loads(_winner(forward) or json.dumps(FORWARD_CANDIDATES[0]))
+    best_forward = json.loads(_winner(forward) or json.dumps(tk.GPU_DEFAULTS["forward"]))
     best_blocks = {k: v for k, v in best_forward.items() if k != "FLATTEN"}  # the grad kernel has no tile loop
     grad_candidates = [FORWARD_CANDIDATES[0]] + ([best_blocks] if best_blocks != FORWARD_CANDIDATES[0] else [])
     grad_candidates += [c for c in (tk.GPU_DEFAULTS["grad"],) if c not in grad_candidates]
+    grad_candidates = [{**c, "TMA": tma} for c in grad_candidates for tma in (False, True)]
+    gemms, slabs = GEMMS, SLABS
+    if args.quick:
+        grad_candidates = [{**tk.GPU_DEFAULTS["grad"], "TMA": tma} for tma in (False, True)]
+        gemms, slabs = (tk.GPU_DEFAULTS["gemm"],), (tk.GPU_DEFAULTS["slab_vocab"],)
     for grad_cfg in grad_candidates:
-        for gemm in GEMMS:
-            for slab in SLABS:
+        for gemm in gemms:
+            for slab in slabs:
                 option = dict(grad=grad_cfg, gemm=gemm, slab_vocab=slab, budget_mib=48)
                 name = json.dumps(option, sort_keys=True)
                 tk.set_tuning(option)

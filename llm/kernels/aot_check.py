@@ -59,15 +59,13 @@ def kernel_builds(dtype: torch.dtype) -> list[tuple]:
             if tma
             else f"h_ptr:*{x} w_ptr:*{x}"
         )
-        return f"{sources} b_ptr:*{x} tgt_ptr:*i64 n_rows:i32 vocab:i32 width:i32 scale:fp32"
+        return f"{sources} b_ptr:*{x} n_rows:i32 vocab:i32 width:i32 scale:fp32"
 
     builds = [
         *(
             (
                 tk._lse_partial_kernel,
-                types(
-                    f"{tile_args(forward, tma)} max_ptr:*fp32 sum_ptr:*fp32 target_logit_ptr:*fp32 tiles_per_split:i32"
-                ),
+                types(f"{tile_args(forward, tma)} max_ptr:*fp32 sum_ptr:*fp32 tiles_per_split:i32"),
                 dict(HAS_BIAS=True, **{**forward, "FLATTEN": flatten, "TMA": tma}, **math_flags),
                 forward_opts,
             )
@@ -87,6 +85,12 @@ def kernel_builds(dtype: torch.dtype) -> list[tuple]:
             for a_unit, c in (("stride_ak", "fp32"), ("stride_am", x))  # ∂h += G W (fp32 buffer); ∂W += Gᵀ h
         ),
         (
+            tk._target_logit_kernel,
+            types(f"h_ptr:*{x} w_ptr:*{x} b_ptr:*{x} tgt_ptr:*i64 out_ptr:*fp32 n_rows:i32 width:i32 scale:fp32"),
+            dict(HAS_BIAS=True, **split(tk._target_logit_config())[0]),
+            split(tk._target_logit_config())[1],
+        ),
+        (
             tk._compact_kept_columns_kernel,
             types(
                 "col_max_ptr:*fp32 cols_ptr:*i32 count_ptr:*i32 tgt_ptr:*i64 target_dropped_ptr:*i8 n_rows:i32 "
@@ -102,7 +106,7 @@ def kernel_builds(dtype: torch.dtype) -> list[tuple]:
                 (
                     tk._grad_logits_kernel,
                     types(
-                        f"{tile_args(grad, tma)} lse_ptr:*fp32 grad_ptr:*fp32 out_ptr:*{x} col_max_ptr:*fp32 "
+                        f"{tile_args(grad, tma)} tgt_ptr:*i64 lse_ptr:*fp32 grad_ptr:*fp32 out_ptr:*{x} col_max_ptr:*fp32 "
                         "slab_lo:i32 slab_width:i32 stride_out_row:i32 stride_out_col:i32"
                     ),
                     dict(

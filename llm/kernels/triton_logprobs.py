@@ -6,9 +6,9 @@ upstream gradient g_i, G_i = s g_i (e_{y_i} − softmax(z_i)), ∂L/∂h = G W, 
 Forward (policy and reference alike; the reference, which needs no gradient, stores nothing): ``_lse_partial_kernel``
 runs on a grid of (token block × vocabulary split). Each program computes [BLOCK_N, BLOCK_V] logits tiles with
 ``tl.dot`` (fp32 accumulator, K-loop over H) and folds them into a running max m and running sum l (online
-log-sum-exp), and picks the target logit when the target falls in its tile. The per-split (m, l) pairs ([splits, N],
-a few KiB) are merged in torch: LSE = M + log Σ_s l_s exp(m_s − M). Memory: O(N · splits); the logits never leave the
-SM.
+log-sum-exp). The per-split (m, l) pairs ([splits, N], a few KiB) are merged in torch: LSE = M + log Σ_s l_s
+exp(m_s − M). The target logits z_{i,y_i} come from ``_target_logit_kernel`` (h_i · W[y_i], N·H work) rather than
+from a compare-and-select over every tile. Memory: O(N · splits); the logits never leave the SM.
 
 Backward: tokens in chunks of ``chunk_tokens`` rows, vocabulary in slabs of ``slab_vocab`` columns. For each (chunk,
 slab), ``_grad_logits_kernel`` recomputes the logits tile by tile and writes G for that slab in the input dtype (one
@@ -118,10 +118,8 @@ def _lse_partial_kernel(
     h_ptr,
     w_ptr,
     b_ptr,
-    tgt_ptr,
     max_ptr,
     sum_ptr,
-    target_logit_ptr,
     n_rows,
     vocab,
     width,
@@ -136,7 +134,13 @@ def _lse_partial_kernel(
     PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
 ):
-    """Per (token block, vocabulary split): running max m, running Σ exp(z − m), and the target logit z_{i,y_i}.
+    """Per (token block, vocabulary split): running max m and running Σ exp(z − m) (online log-sum-exp).
+
+    The target logits are not picked here (a compare, select and sum per element of every tile, which cost the
+    per-tile update about as many instructions as the log-sum-exp itself) but by ``_target_logit_kernel``, an
+    [N × H] gather-dot. (Forming the tiles in base 2, with log2(e) folded into the logit scale, would save one
+    multiply per element more, but the backward's probabilities exp(z − LSE) must see the same rounding of z as
+    the LSE did, or fp32 gradients lose ~4 digits at |logits| ~ 1e3: tried and measured by the tests.)
 
     FLATTEN: the tile loop and the K loop inside ``_logits_tile`` become one software-pipelined loop (Triton's loop
     flattening), so the loads of a tile's first K steps are in flight while the previous tile's online-softmax update
@@ -146,12 +150,10 @@ def _lse_partial_kernel(
     pid_s = tl.program_id(1)
     rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     row_mask = rows < n_rows
-    tgt = tl.load(tgt_ptr + rows, mask=row_mask, other=-1)
     split_lo = pid_s * tiles_per_split * BLOCK_V
     split_hi = tl.minimum(split_lo + tiles_per_split * BLOCK_V, vocab)
     run_max = tl.full((BLOCK_N,), float("-inf"), dtype=tl.float32)
     run_sum = tl.zeros((BLOCK_N,), dtype=tl.float32)
-    target_logit = tl.zeros((BLOCK_N,), dtype=tl.float32)
     for v0 in tl.range(split_lo, split_hi, BLOCK_V, flatten=FLATTEN):
         cols = v0 + tl.arange(0, BLOCK_V)
         col_mask = cols < vocab
@@ -162,11 +164,42 @@ def _lse_partial_kernel(
         new_max = tl.maximum(run_max, tl.max(z, axis=1))
         run_sum = run_sum * tl.exp(run_max - new_max) + tl.sum(tl.exp(z - new_max[:, None]), axis=1)
         run_max = new_max
-        target_logit += tl.sum(tl.where(cols[None, :] == tgt[:, None], z, 0.0), axis=1)
     out = pid_s * n_rows + rows
     tl.store(max_ptr + out, run_max, mask=row_mask)
     tl.store(sum_ptr + out, run_sum, mask=row_mask)
-    tl.store(target_logit_ptr + rows, target_logit, mask=row_mask & (tgt >= split_lo) & (tgt < split_hi))
+
+
+@triton.jit
+def _target_logit_kernel(
+    h_ptr,
+    w_ptr,
+    b_ptr,
+    tgt_ptr,
+    out_ptr,
+    n_rows,
+    width,
+    scale,
+    HAS_BIAS: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+):
+    """out[i] = s (h_i · W[y_i] + b[y_i]) in fp32 for the scored tokens (y_i ≥ 0), 0 at ignored ones: the products
+    of the 16-bit inputs are exact in fp32, as in the tiles' tensor-core dot."""
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    tgt = tl.load(tgt_ptr + rows, mask=rows < n_rows, other=-1)
+    scored = (rows < n_rows) & (tgt >= 0)
+    h_rows = h_ptr + rows.to(tl.int64)[:, None] * width
+    w_rows = w_ptr + tl.where(scored, tgt, 0).to(tl.int64)[:, None] * width
+    acc = tl.zeros((BLOCK_R,), dtype=tl.float32)
+    for k0 in range(0, width, BLOCK_H):
+        k = k0 + tl.arange(0, BLOCK_H)
+        mask = scored[:, None] & (k < width)[None, :]
+        h = tl.load(h_rows + k[None, :], mask=mask, other=0.0).to(tl.float32)
+        w = tl.load(w_rows + k[None, :], mask=mask, other=0.0).to(tl.float32)
+        acc += tl.sum(h * w, axis=1)
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + tgt, mask=scored, other=0.0).to(tl.float32)
+    tl.store(out_ptr + rows, tl.where(scored, acc * scale, 0.0), mask=rows < n_rows)
 
 
 @triton.jit
@@ -500,6 +533,10 @@ def _tma_sources(hidden: torch.Tensor, weight: torch.Tensor, config: dict):
     )
 
 
+def _target_logit_config() -> dict:
+    return dict(BLOCK_R=16, BLOCK_H=16) if _interpreted() else dict(BLOCK_R=64, BLOCK_H=64, num_warps=4)
+
+
 def _matmul_config(dtype: torch.dtype) -> dict:
     if _interpreted():
         return dict(BLOCK_M=16, BLOCK_N=16, BLOCK_K=16)
@@ -567,17 +604,23 @@ def triton_token_logprobs(
     splits = triton.cdiv(n_tiles, tiles_per_split)  # every split owns at least one tile
     part_max = torch.empty(splits, n_rows, dtype=torch.float32, device=dev)
     part_sum = torch.empty(splits, n_rows, dtype=torch.float32, device=dev)
-    target_logit = torch.zeros(n_rows, dtype=torch.float32, device=dev)
+    target_logit = torch.empty(n_rows, dtype=torch.float32, device=dev)
+    bias_arg = bias if bias is not None else hidden
     h_src, w_src, tma = _tma_sources(hidden, weight, cfg)
     _lse_partial_kernel[(row_blocks, splits)](
-        h_src, w_src, bias if bias is not None else hidden, targets, part_max, part_sum, target_logit,
-        n_rows, vocab, width, float(logit_scale), tiles_per_split,
+        h_src, w_src, bias_arg, part_max, part_sum, n_rows, vocab, width, float(logit_scale), tiles_per_split,
         HAS_BIAS=bias is not None, PRECISION=_dot_precision(hidden.dtype), UPCAST=_upcast(hidden.dtype),
         **{**cfg, "TMA": tma},
     )  # fmt: skip
+    gather = _target_logit_config()
+    _target_logit_kernel[(triton.cdiv(n_rows, gather["BLOCK_R"]),)](
+        hidden, weight, bias_arg, targets, target_logit, n_rows, width, float(logit_scale),
+        HAS_BIAS=bias is not None, **gather,
+    )  # fmt: skip
     top = part_max.amax(dim=0)
     lse = top + torch.log((part_sum * torch.exp(part_max - top)).sum(dim=0))
-    logp = torch.where(targets != ignore_index, target_logit - lse, 0.0)
+    # the target logit and the LSE come from two reductions in different orders: the clamp keeps log π ≤ 0 exactly
+    logp = torch.where(targets != ignore_index, (target_logit - lse).clamp(max=0.0), 0.0)
     return logp, lse
 
 

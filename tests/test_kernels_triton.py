@@ -160,6 +160,31 @@ def test_triton_tma_descriptor_loads_match_pointer_loads_and_float64(dtype, monk
 
 
 @in_this_process
+def test_tuner_quick_run_end_to_end_in_the_interpreter(tmp_path):
+    """``tune --quick`` on CPU (interpreter, a tiny shape): every candidate runs without error, the four forward
+    flag combinations and TMA on/off in the backward are timed, and the chosen tuning is valid for set_tuning."""
+    import json
+
+    from rdro.llm.kernels import triton_logprobs as tk
+    from rdro.llm.kernels import tune
+
+    out, report_path = tmp_path / "tuning.json", tmp_path / "report.json"
+    saved = dict(tk.TUNING)
+    try:
+        args = ["--quick", "--device", "cpu", "--shapes", "tiny-a", "--tokens", "64", "--reps", "1"]
+        assert tune.main([*args, "--out", str(out), "--report", str(report_path)]) == 0
+        chosen = json.loads(out.read_text())
+        tk.set_tuning(chosen)
+    finally:
+        tk.set_tuning(saved)
+    report = json.loads(report_path.read_text())
+    assert report["errors"] == {}
+    assert len(report["forward_ms"]) == 4 and len(report["backward_ms"]) == 2
+    assert chosen["forward"] in tune.QUICK_FORWARD_CANDIDATES
+    assert chosen["grad"]["TMA"] in (False, True) and chosen["gemm"] == tk.GPU_DEFAULTS["gemm"]
+
+
+@in_this_process
 def test_triton_grad_filter_matches_float64_with_the_same_dropped_columns():
     """Filtered backward over several chunks × slabs: the softmax part of the columns whose scored tokens in a chunk
     all have p < ε is dropped and their matmul work skipped; the target part is exact (in G where its column is kept,

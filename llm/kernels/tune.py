@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from rdro.llm.kernels.bench import ANCHOR_SHAPES, make_inputs
+from rdro.llm.kernels.bench import ANCHOR_SHAPES, TINY_SHAPES, _sync, make_inputs
 from rdro.results import atomic_write_text
 
 #: The forward blocks the H200 tuning chose (GPU_DEFAULTS), and the loop flags added since, not yet timed.
@@ -49,14 +49,14 @@ GEMMS = ("triton", "torch")
 SLABS = (4096, 8192)
 
 
-def _median_ms(fn, reps: int) -> float:
+def _median_ms(fn, reps: int, device: torch.device) -> float:
     fn()
-    torch.cuda.synchronize()
+    _sync(device)
     times = []
     for _ in range(reps):
         start = time.perf_counter()
         fn()
-        torch.cuda.synchronize()
+        _sync(device)
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
 
@@ -76,23 +76,31 @@ def main(argv: list[str] | None = None) -> int:
     from rdro.llm.kernels import triton_logprobs as tk
 
     p = argparse.ArgumentParser(prog="python -m rdro.llm.kernels.tune", description=__doc__.split("\n\n")[0])
-    p.add_argument("--shapes", nargs="+", default=list(ANCHOR_SHAPES), choices=list(ANCHOR_SHAPES))
+    p.add_argument("--shapes", nargs="+", default=list(ANCHOR_SHAPES), choices=list(ANCHOR_SHAPES) + list(TINY_SHAPES))
     p.add_argument("--tokens", type=int, default=32768)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--out", default="tuning.json")
     p.add_argument("--report", default="tuning_report.json")
     p.add_argument("--quick", action="store_true", help="time only the loop flags on the H200 blocks (see QUICK_*)")
+    p.add_argument(
+        "--device", default="cuda", choices=["cuda", "cpu"], help="cpu: a smoke run under the Triton interpreter"
+    )
     args = p.parse_args(argv)
-    if not torch.cuda.is_available():
-        raise SystemExit("the tuner needs a CUDA GPU (torch sees none)")
-    device = torch.device("cuda")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("the tuner needs a CUDA GPU (torch sees none); --device cpu only smoke-tests it")
+    if args.device == "cpu" and not tk._interpreted():
+        raise SystemExit("--device cpu needs TRITON_INTERPRET=1 (the kernels run in the Triton interpreter)")
+    device = torch.device(args.device)
     forward: dict[str, dict[str, float]] = {}
     backward: dict[str, dict[str, float]] = {}
     errors: dict[str, str] = {}
     inputs = {}
     for shape in args.shapes:
-        width, vocab = ANCHOR_SHAPES[shape]
-        h, w, _, _, targets, _ = make_inputs(width, vocab, args.tokens // 2048, 2048, torch.bfloat16, device, 0)
+        width, vocab = {**ANCHOR_SHAPES, **TINY_SHAPES}[shape]
+        seq_len = min(2048, args.tokens)
+        h, w, _, _, targets, _ = make_inputs(
+            width, vocab, max(1, args.tokens // seq_len), seq_len, torch.bfloat16, device, 0
+        )
         inputs[shape] = (h.detach().reshape(-1, width), w.detach(), targets.reshape(-1))
     for i, cfg in enumerate(QUICK_FORWARD_CANDIDATES if args.quick else FORWARD_CANDIDATES):
         name = json.dumps(cfg, sort_keys=True)
@@ -100,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         for shape, (h, w, t) in inputs.items():
             try:
                 forward.setdefault(name, {})[shape] = _median_ms(
-                    lambda h=h, w=w, t=t: tk.triton_token_logprobs(h, w, None, t, 1.0, -100), args.reps
+                    lambda h=h, w=w, t=t: tk.triton_token_logprobs(h, w, None, t, 1.0, -100), args.reps, device
                 )
             except Exception as exc:  # a configuration that does not compile here is a result, not a crash
                 errors[f"forward {name} {shape}"] = f"{type(exc).__name__}: {exc}"[:300]
@@ -131,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                                 g, h, w, None, t, lse, 1.0, -100, True, True, False
                             ),
                             args.reps,
+                            device,
                         )
                     except Exception as exc:
                         errors[f"backward {name} {shape}"] = f"{type(exc).__name__}: {exc}"[:300]
@@ -141,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     tuning = {"forward": best_forward, **best_backward}
     tk.set_tuning(tuning)
     atomic_write_text(args.out, json.dumps(tuning, indent=1))
-    report = dict(device=torch.cuda.get_device_name(device), torch=torch.__version__, tokens=args.tokens,
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (Triton interpreter)"
+    report = dict(device=name, torch=torch.__version__, tokens=args.tokens,
                   reps=args.reps, forward_ms=forward, backward_ms=backward, errors=errors, chosen=tuning)  # fmt: skip
     atomic_write_text(args.report, json.dumps(report, indent=1))
     print(f"chosen: {json.dumps(tuning)}")

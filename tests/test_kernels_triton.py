@@ -65,39 +65,43 @@ def test_triton_random_tiny_shapes(dtype):
         assert_matches_reference(case, "sum" if i % 2 else "none", seed=i, backend="triton")
 
 
+def _dense_case(seed: int, n: int, width: int, vocab: int, dtype, weight_std: float, ignore_every: int):
+    """(hidden, weight, bias, targets with every ``ignore_every``-th ignored, upstream g) on DEVICE."""
+    gen = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(n, width, generator=gen).to(DEVICE, dtype)
+    weight = (torch.randn(vocab, width, generator=gen) * weight_std).to(DEVICE, dtype)
+    bias = torch.randn(vocab, generator=gen).to(DEVICE, dtype)
+    targets = torch.randint(0, vocab, (n,), generator=gen).to(DEVICE)
+    targets[::ignore_every] = -100
+    return hidden, weight, bias, targets, torch.randn(n, generator=gen).to(DEVICE)
+
+
+def _assert_float64_close(logp, grads, hidden, weight, bias, targets, g, scale: float) -> None:
+    """log-probs to 1e-4 and the three gradients (of Σ g_i log π_i) to 1e-4 (fp32) or 3e-2 (16-bit: G is stored in
+    the input dtype and ∂W rounded once per token chunk) of the largest entry, against float64 full logits."""
+    leaves = [t.double().requires_grad_() for t in (hidden, weight, bias)]
+    out = naive_sequence_logprobs(
+        *leaves[:2], targets, bias=leaves[2], logit_scale=scale, reduction="none", compute_dtype=torch.float64
+    )
+    torch.testing.assert_close(logp.double(), out.detach(), rtol=1e-5, atol=1e-4)
+    tol = 1e-4 if hidden.dtype == torch.float32 else 3e-2
+    for got, want in zip(grads, torch.autograd.grad((out * g.double()).sum(), leaves)):
+        assert got.dtype == hidden.dtype
+        torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol / 10 * float(want.abs().max()))
+
+
 @in_this_process
 @pytest.mark.parametrize("gemm", ["triton", "torch"])
 @pytest.mark.parametrize("dtype", (torch.float32, torch.bfloat16), ids=str)
 def test_triton_multiple_splits_chunks_and_slabs_match_single_pass(gemm, dtype):
     """Vocabulary splits in the forward and several token chunks × vocabulary slabs in the backward, with the two
     backward GEMMs by the Triton kernel or by torch (cuBLAS on a GPU)."""
-    gen = torch.Generator().manual_seed(11)
-    n, h, v = 37, 19, 83
-    hidden = torch.randn(n, h, generator=gen).to(DEVICE, dtype)
-    weight = (torch.randn(v, h, generator=gen) * 2).to(DEVICE, dtype)
-    bias = torch.randn(v, generator=gen).to(DEVICE, dtype)
-    targets = torch.randint(0, v, (n,), generator=gen).to(DEVICE)
-    targets[::5] = -100
+    hidden, weight, bias, targets, g = _dense_case(11, 37, 19, 83, dtype, weight_std=2.0, ignore_every=5)
     logp, lse = triton_token_logprobs(hidden, weight, bias, targets, 0.8, -100, num_splits=3)
-    ref = naive_sequence_logprobs(
-        hidden.double(), weight.double(), targets, bias=bias.double(), logit_scale=0.8, reduction="none",
-        compute_dtype=torch.float64,
-    )  # fmt: skip
-    torch.testing.assert_close(logp.double(), ref, rtol=1e-5, atol=1e-4)
-    g = torch.randn(n, generator=gen).to(DEVICE)
-    leaves = [t.double().requires_grad_() for t in (hidden, weight, bias)]
-    out = naive_sequence_logprobs(
-        *leaves[:2], targets, bias=leaves[2], logit_scale=0.8, reduction="none", compute_dtype=torch.float64
-    )
-    ref_grads = torch.autograd.grad((out * g.double()).sum(), leaves)
     grads = triton_token_logprobs_backward(
         g, hidden, weight, bias, targets, lse, 0.8, -100, True, True, True, chunk_tokens=16, slab_vocab=30, gemm=gemm
     )
-    # fp32: exact products; bf16: G is stored in bf16 and ∂W is rounded once per token chunk (3 chunks here)
-    tol = 1e-4 if dtype == torch.float32 else 3e-2
-    for got, want in zip(grads, ref_grads):
-        assert got.dtype == dtype
-        torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol / 10 * float(want.abs().max()))
+    _assert_float64_close(logp, grads, hidden, weight, bias, targets, g, 0.8)
 
 
 @in_this_process
@@ -117,14 +121,7 @@ def test_triton_tma_descriptor_loads_match_pointer_loads_and_float64(dtype, monk
         return sources
 
     monkeypatch.setattr(tk, "_tma_sources", recording_sources)
-    gen = torch.Generator().manual_seed(23)
-    n, h, v = 37, 24, 83
-    hidden = torch.randn(n, h, generator=gen).to(DEVICE, dtype)
-    weight = (torch.randn(v, h, generator=gen) * 1.5).to(DEVICE, dtype)
-    bias = torch.randn(v, generator=gen).to(DEVICE, dtype)
-    targets = torch.randint(0, v, (n,), generator=gen).to(DEVICE)
-    targets[::6] = -100
-    g = torch.randn(n, generator=gen).to(DEVICE)
+    hidden, weight, bias, targets, g = _dense_case(23, 37, 24, 83, dtype, weight_std=1.5, ignore_every=6)
     blocks = dict(BLOCK_N=16, BLOCK_V=16, BLOCK_H=16, num_warps=4, num_stages=2)
     results = {}
     saved = dict(tk.TUNING)
@@ -145,18 +142,7 @@ def test_triton_tma_descriptor_loads_match_pointer_loads_and_float64(dtype, monk
     assert used == [False] * 7 + [True] * 7  # forward + 3 chunks × 2 backwards, each way
     for pointer, descriptor in zip(results[False], results[True]):
         torch.testing.assert_close(descriptor, pointer, rtol=1e-6, atol=1e-6)
-    ref = naive_sequence_logprobs(
-        hidden.double(), weight.double(), targets, bias=bias.double(), logit_scale=0.8, reduction="none",
-        compute_dtype=torch.float64,
-    )  # fmt: skip
-    torch.testing.assert_close(results[True][0].double(), ref, rtol=1e-5, atol=1e-4)
-    leaves = [t.double().requires_grad_() for t in (hidden, weight, bias)]
-    out = naive_sequence_logprobs(
-        *leaves[:2], targets, bias=leaves[2], logit_scale=0.8, reduction="none", compute_dtype=torch.float64
-    )
-    tol = 1e-4 if dtype == torch.float32 else 3e-2
-    for got, want in zip(results[True][2:5], torch.autograd.grad((out * g.double()).sum(), leaves)):
-        torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol / 10 * float(want.abs().max()))
+    _assert_float64_close(results[True][0], results[True][2:5], hidden, weight, bias, targets, g, 0.8)
 
 
 @in_this_process

@@ -497,16 +497,16 @@ def test_tuner_picks_the_best_geometric_mean_ratio_among_complete_candidates():
 
 def test_every_tuner_candidate_is_a_valid_tuning():
     """Each forward candidate (full and --quick) and each loop-flag combination passes set_tuning's checks, as a
-    forward and (without FLATTEN, which only the forward has) as a grad configuration — so no candidate is lost to a
+    forward and (without FLATTEN and GROUP_ROWS, which only the forward has) as a grad configuration — so no candidate is lost to a
     validation error on the GPU."""
     from rdro.llm.kernels import triton_logprobs as tk
     from rdro.llm.kernels.tune import FORWARD_CANDIDATES, LOOP_FLAG_CANDIDATES, QUICK_FORWARD_CANDIDATES
 
-    assert len(LOOP_FLAG_CANDIDATES) == 4 and all(c in FORWARD_CANDIDATES for c in QUICK_FORWARD_CANDIDATES)
+    assert len(LOOP_FLAG_CANDIDATES) == 12 and all(c in FORWARD_CANDIDATES for c in QUICK_FORWARD_CANDIDATES)
     saved = dict(tk.TUNING)
     try:
         for cfg in FORWARD_CANDIDATES + QUICK_FORWARD_CANDIDATES:
-            grad = {k: v for k, v in cfg.items() if k != "FLATTEN"}
+            grad = {k: v for k, v in cfg.items() if k not in ("FLATTEN", "GROUP_ROWS")}
             tk.set_tuning({"forward": cfg, "grad": {**grad, "TMA": True}})
             assert tk.TUNING["forward"] == cfg
     finally:

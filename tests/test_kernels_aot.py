@@ -37,7 +37,9 @@ def test_every_kernel_compiles_for_hopper(tmp_path):
     for dtype in ("bf16", "fp32"):
         compiled = set(re.findall(rf"^ok   sm_90 +{dtype} (\w+)[^:]*:", done.stdout, flags=re.M))
         assert compiled == kernels, f"{dtype}: compiled {sorted(compiled)}, kernels in the module {sorted(kernels)}"
-        assert re.search(rf"^ok   sm_90 +{dtype} _lse_partial_kernel \[FLATTEN=1 TMA=1\]:", done.stdout, flags=re.M)
+        assert re.search(
+            rf"^ok   sm_90 +{dtype} _lse_partial_kernel \[FLATTEN=1 TMA=1 GROUP_ROWS=16\]:", done.stdout, flags=re.M
+        )
     assert "FAIL" not in done.stdout
 
 

@@ -104,14 +104,24 @@ def test_triton_multiple_splits_chunks_and_slabs_match_single_pass(gemm, dtype):
     _assert_float64_close(logp, grads, hidden, weight, bias, targets, g, 0.8)
 
 
+LOOP_FLAG_CASES = {  # (forward flags, grad flags) against the plain pointer-load, ungrouped kernels
+    "tma": (dict(TMA=True), dict(TMA=True)),
+    "grouped": (dict(GROUP_ROWS=2), {}),  # 3 token blocks in groups of 2: a full group and a short one
+    "tma-grouped-flattened": (dict(TMA=True, GROUP_ROWS=2, FLATTEN=True), dict(TMA=True)),
+}
+
+
 @in_this_process
+@pytest.mark.parametrize("case", list(LOOP_FLAG_CASES))
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_triton_tma_descriptor_loads_match_pointer_loads_and_float64(dtype, monkeypatch):
-    """The TMA flag (tile loads through tensor descriptors, zero-filled past the last row / column): forward over
-    several vocabulary splits, exact and filtered backward over several chunks × slabs — the same numbers as the
-    pointer loads, and within the float64 tolerances. H = 24 keeps every row 16-byte aligned, as TMA needs."""
+def test_triton_loop_flags_match_the_plain_kernels_and_float64(dtype, case, monkeypatch):
+    """The loop flags — TMA (tile loads through tensor descriptors, zero-filled past the last row / column),
+    GROUP_ROWS (the forward's programs in groups of token blocks × all splits), FLATTEN (a no-op in the interpreter)
+    — give the same numbers as the plain kernels, within float64 tolerances: forward over 3 vocabulary splits, exact
+    and filtered backward over 3 chunks × 3 slabs. H = 24 keeps every row 16-byte aligned, as TMA needs."""
     from rdro.llm.kernels import triton_logprobs as tk
 
+    forward_flags, grad_flags = LOOP_FLAG_CASES[case]
     used = []
     make_sources = tk._tma_sources
 
@@ -126,8 +136,9 @@ def test_triton_tma_descriptor_loads_match_pointer_loads_and_float64(dtype, monk
     results = {}
     saved = dict(tk.TUNING)
     try:
-        for tma in (False, True):
-            tk.set_tuning({"forward": {**blocks, "TMA": tma}, "grad": {**blocks, "TMA": tma}})
+        for flagged in (False, True):
+            forward, grad = (forward_flags, grad_flags) if flagged else ({}, {})
+            tk.set_tuning({"forward": {**blocks, **forward}, "grad": {**blocks, **grad}})
             logp, lse = triton_token_logprobs(hidden, weight, bias, targets, 0.8, -100, num_splits=3)
             options = dict(chunk_tokens=16, slab_vocab=30)
             exact = triton_token_logprobs_backward(
@@ -136,19 +147,20 @@ def test_triton_tma_descriptor_loads_match_pointer_loads_and_float64(dtype, monk
             filtered = triton_token_logprobs_backward(
                 g, hidden, weight, bias, targets, lse, 0.8, -100, True, True, True, grad_filter=0.05, **options
             )
-            results[tma] = (logp, lse, *exact, *filtered)
+            results[flagged] = (logp, lse, *exact, *filtered)
     finally:
         tk.set_tuning(saved)
-    assert used == [False] * 7 + [True] * 7  # forward + 3 chunks × 2 backwards, each way
-    for pointer, descriptor in zip(results[False], results[True]):
-        torch.testing.assert_close(descriptor, pointer, rtol=1e-6, atol=1e-6)
+    tma = forward_flags.get("TMA", False)
+    assert used == [False] * 7 + [tma] + [grad_flags.get("TMA", False)] * 6  # forward + 3 chunks × 2 backwards
+    for plain, flagged in zip(results[False], results[True]):
+        torch.testing.assert_close(flagged, plain, rtol=1e-6, atol=1e-6)
     _assert_float64_close(results[True][0], results[True][2:5], hidden, weight, bias, targets, g, 0.8)
 
 
 @in_this_process
 def test_tuner_quick_run_end_to_end_in_the_interpreter(tmp_path):
-    """``tune --quick`` on CPU (interpreter, a tiny shape): every candidate runs without error, the four forward
-    flag combinations and TMA on/off in the backward are timed, and the chosen tuning is valid for set_tuning."""
+    """``tune --quick`` on CPU (interpreter, a tiny shape): every candidate runs without error, the five forward
+    flag settings and TMA on/off in the backward are timed, and the chosen tuning is valid for set_tuning."""
     import json
 
     from rdro.llm.kernels import triton_logprobs as tk
@@ -165,7 +177,7 @@ def test_tuner_quick_run_end_to_end_in_the_interpreter(tmp_path):
         tk.set_tuning(saved)
     report = json.loads(report_path.read_text())
     assert report["errors"] == {}
-    assert len(report["forward_ms"]) == 4 and len(report["backward_ms"]) == 2
+    assert len(report["forward_ms"]) == 5 and len(report["backward_ms"]) == 2
     assert chosen["forward"] in tune.QUICK_FORWARD_CANDIDATES
     assert chosen["grad"]["TMA"] in (False, True) and chosen["gemm"] == tk.GPU_DEFAULTS["gemm"]
 
@@ -230,12 +242,15 @@ def test_set_tuning_checks_its_input():
             triton_logprobs.set_tuning({"grad": {**blocks, "FLATTEN": False}})
         triton_logprobs.set_tuning({"forward": {**blocks, "FLATTEN": False}, "gemm": "torch"})
         assert triton_logprobs.TUNING == {"forward": {**blocks, "FLATTEN": False}, "gemm": "torch"}
-        # the interpreter keeps its small blocks whatever the tuning says but takes its loop flags (absent: False);
+        with pytest.raises(ValueError, match="GROUP_ROWS"):
+            triton_logprobs.set_tuning({"forward": {**blocks, "GROUP_ROWS": -1}})
+        # the interpreter keeps its small blocks whatever the tuning says but takes its loop flags (defaults: off);
         # a GPU takes the tuned blocks for 16-bit inputs
         blocks_here = dict(BLOCK_N=16, BLOCK_V=16, BLOCK_H=16) if triton_logprobs._interpreted() else blocks
-        assert triton_logprobs._tile_config(torch.bfloat16) == {**blocks_here, "FLATTEN": False, "TMA": False}
+        off = dict(FLATTEN=False, TMA=False, GROUP_ROWS=0)
+        assert triton_logprobs._tile_config(torch.bfloat16) == {**blocks_here, **off}
         triton_logprobs.set_tuning({"forward": {**blocks, "TMA": True}, "grad": {**blocks, "TMA": True}})
-        assert triton_logprobs._tile_config(torch.bfloat16) == {**blocks_here, "FLATTEN": False, "TMA": True}
+        assert triton_logprobs._tile_config(torch.bfloat16) == {**blocks_here, **off, "TMA": True}
         assert triton_logprobs._tile_config(torch.bfloat16, "grad") == {**blocks_here, "TMA": True}
     finally:
         triton_logprobs.set_tuning(saved)

@@ -65,12 +65,16 @@ def kernel_builds(dtype: torch.dtype) -> list[tuple]:
         *(
             (
                 tk._lse_partial_kernel,
-                types(f"{tile_args(forward, tma)} max_ptr:*fp32 sum_ptr:*fp32 tiles_per_split:i32"),
-                dict(HAS_BIAS=True, **{**forward, "FLATTEN": flatten, "TMA": tma}, **math_flags),
+                types(
+                    f"{tile_args(forward, tma)} max_ptr:*fp32 sum_ptr:*fp32 tiles_per_split:i32 n_row_blocks:i32 "
+                    "n_splits:i32"
+                ),
+                dict(HAS_BIAS=True, **{**forward, "FLATTEN": flatten, "TMA": tma, "GROUP_ROWS": group}, **math_flags),
                 forward_opts,
             )
             for flatten in (False, True)  # every combination of the forward's loop flags the tuner may choose
             for tma in (False, True)
+            for group in (0, 16)
         ),
         *(
             (
@@ -215,7 +219,9 @@ def main(argv=None) -> int:
         for dtype in (torch.bfloat16, torch.float32):
             for kernel, arg_types, constexprs, options in kernel_builds(dtype):
                 flags = " ".join(
-                    f"{k}={int(v)}" for k, v in constexprs.items() if k in ("FLATTEN", "TMA", "COLUMN_MAX")
+                    f"{k}={int(v)}"
+                    for k, v in constexprs.items()
+                    if k in ("FLATTEN", "TMA", "GROUP_ROWS", "COLUMN_MAX")
                 )
                 label = f"sm_{arch} {_TRITON_TYPE[dtype]:>4} {kernel.__name__}" + (f" [{flags}]" if flags else "")
                 start = time.perf_counter()

@@ -125,9 +125,12 @@ def _lse_partial_kernel(
     width,
     scale,
     tiles_per_split,
+    n_row_blocks,
+    n_splits,
     HAS_BIAS: tl.constexpr,
     FLATTEN: tl.constexpr,
     TMA: tl.constexpr,
+    GROUP_ROWS: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_V: tl.constexpr,
     BLOCK_H: tl.constexpr,
@@ -145,9 +148,24 @@ def _lse_partial_kernel(
     FLATTEN: the tile loop and the K loop inside ``_logits_tile`` become one software-pipelined loop (Triton's loop
     flattening), so the loads of a tile's first K steps are in flight while the previous tile's online-softmax update
     runs, instead of starting after it (the nested loop's prologue at every tile). The inner K loop is never empty
-    (H ≥ 1), the case in which Triton's flattening has miscompiled (triton-lang/triton#11656)."""
-    pid_n = tl.program_id(0)
-    pid_s = tl.program_id(1)
+    (H ≥ 1), the case in which Triton's flattening has miscompiled (triton-lang/triton#11656).
+
+    The grid is 1-D over (token block, split) pairs. GROUP_ROWS = 0: token blocks vary fastest, so the programs that
+    run together share the W tiles but each streams its own h block once per vocabulary tile — at H = 3584 that is
+    ~0.9 MB per program per tile, 132 programs together ~120 MB, more than the L2, so h comes from HBM again for
+    every tile (≈ 140 GB per forward at N = 32768, V = 152k). GROUP_ROWS = g > 0: programs run in groups of g token
+    blocks × all splits (token block fastest within a group), so at most ~g h blocks are live (g = 16: ~15 MB, they
+    stay in L2) and each W tile is read from HBM once per group (N / (128 g) times in all)."""
+    pid = tl.program_id(0)
+    if GROUP_ROWS > 0:
+        per_group = GROUP_ROWS * n_splits
+        first_block = (pid // per_group) * GROUP_ROWS
+        blocks_here = tl.minimum(n_row_blocks - first_block, GROUP_ROWS)
+        pid_n = first_block + (pid % per_group) % blocks_here
+        pid_s = (pid % per_group) // blocks_here
+    else:
+        pid_n = pid % n_row_blocks
+        pid_s = pid // n_row_blocks
     rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     row_mask = rows < n_rows
     split_lo = pid_s * tiles_per_split * BLOCK_V
@@ -440,8 +458,8 @@ def _kept_columns_grad_weight_kernel(
 TUNING: dict = {}
 _TUNING_KEYS = {"forward", "grad", "gemm", "slab_vocab", "budget_mib"}
 _BLOCK_KEYS = {"BLOCK_N", "BLOCK_V", "BLOCK_H", "num_warps", "num_stages"}
-#: Optional loop flags of the tile kernels in tuning["forward"] / tuning["grad"]; an absent flag is False.
-_LOOP_FLAGS = {"forward": {"FLATTEN", "TMA"}, "grad": {"TMA"}}
+#: Optional loop flags of the tile kernels in tuning["forward"] / tuning["grad"], with their defaults.
+_LOOP_FLAGS = {"forward": {"FLATTEN": False, "TMA": False, "GROUP_ROWS": 0}, "grad": {"TMA": False}}
 
 
 def set_tuning(tuning: dict) -> None:
@@ -450,12 +468,14 @@ def set_tuning(tuning: dict) -> None:
     if unknown:
         raise ValueError(f"tuning has unknown keys {sorted(unknown)}; expected some of {sorted(_TUNING_KEYS)}")
     for key, optional in _LOOP_FLAGS.items():
-        if key in tuning and not _BLOCK_KEYS <= set(tuning[key]) <= _BLOCK_KEYS | optional:
+        if key in tuning and not _BLOCK_KEYS <= set(tuning[key]) <= _BLOCK_KEYS | set(optional):
             raise ValueError(
-                f"tuning[{key!r}] must have the keys {sorted(_BLOCK_KEYS)}"
-                + (f" and optionally {sorted(optional)}" if optional else "")
-                + f", got {tuning[key]}"
+                f"tuning[{key!r}] must have the keys {sorted(_BLOCK_KEYS)} and optionally {sorted(optional)}, "
+                f"got {tuning[key]}"
             )
+        group = tuning.get(key, {}).get("GROUP_ROWS", 0)
+        if not (isinstance(group, int) and not isinstance(group, bool) and group >= 0):
+            raise ValueError(f"tuning[{key!r}]['GROUP_ROWS'] must be an int ≥ 0, got {group!r}")
     if tuning.get("gemm", "triton") not in ("triton", "torch"):
         raise ValueError(f"tuning['gemm'] must be 'triton' or 'torch', got {tuning['gemm']!r}")
     for key in ("slab_vocab", "budget_mib"):
@@ -494,9 +514,9 @@ def _tuned(dtype: torch.dtype) -> dict:
 
 def _tile_config(dtype: torch.dtype, kernel: str = "forward") -> dict:
     """Block sizes: small under the interpreter (speed), tensor-core sized on a GPU; ``kernel`` ∈ {forward, grad};
-    plus the kernel's loop flags (:data:`_LOOP_FLAGS`, default False). The interpreter keeps its small blocks but
+    plus the kernel's loop flags (:data:`_LOOP_FLAGS`, with their defaults). The interpreter keeps its small blocks but
     takes the flags from :data:`TUNING`, so that the tests run the TMA path on CPU too."""
-    flags = dict.fromkeys(sorted(_LOOP_FLAGS[kernel]), False)
+    flags = dict(_LOOP_FLAGS[kernel])
     if _interpreted():
         config = dict(BLOCK_N=16, BLOCK_V=16, BLOCK_H=16)
         flags.update({k: v for k, v in TUNING.get(kernel, {}).items() if k in flags})
@@ -599,7 +619,11 @@ def triton_token_logprobs(
     cfg = _tile_config(hidden.dtype)
     row_blocks = triton.cdiv(n_rows, cfg["BLOCK_N"])
     n_tiles = triton.cdiv(vocab, cfg["BLOCK_V"])
-    wanted = num_splits or max(1, triton.cdiv(4 * _sm_count(dev), row_blocks))
+    wanted = num_splits or max(
+        1,
+        triton.cdiv(4 * _sm_count(dev), row_blocks),
+        triton.cdiv(_sm_count(dev), cfg["GROUP_ROWS"]) if cfg["GROUP_ROWS"] else 1,  # a group fills the GPU
+    )
     tiles_per_split = triton.cdiv(n_tiles, min(max(1, wanted), n_tiles))
     splits = triton.cdiv(n_tiles, tiles_per_split)  # every split owns at least one tile
     part_max = torch.empty(splits, n_rows, dtype=torch.float32, device=dev)
@@ -607,8 +631,9 @@ def triton_token_logprobs(
     target_logit = torch.empty(n_rows, dtype=torch.float32, device=dev)
     bias_arg = bias if bias is not None else hidden
     h_src, w_src, tma = _tma_sources(hidden, weight, cfg)
-    _lse_partial_kernel[(row_blocks, splits)](
+    _lse_partial_kernel[(row_blocks * splits,)](
         h_src, w_src, bias_arg, part_max, part_sum, n_rows, vocab, width, float(logit_scale), tiles_per_split,
+        row_blocks, splits,
         HAS_BIAS=bias is not None, PRECISION=_dot_precision(hidden.dtype), UPCAST=_upcast(hidden.dtype),
         **{**cfg, "TMA": tma},
     )  # fmt: skip

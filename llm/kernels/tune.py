@@ -3,7 +3,8 @@
 ``python -m rdro.llm.kernels.tune [--shapes qwen2.5-0.5b qwen2.5-7b llama3-8b] [--tokens 32768] [--out tuning.json]``
 
 For each anchor shape (bf16, N tokens, a quarter of them ignored as prompt) it times, as medians of ``--reps`` runs
-after one warm-up (``--quick``: only the loop flags FLATTEN / TMA added since the H200 tuning, on its blocks):
+after one warm-up (``--quick``: only the loop flags FLATTEN / TMA / GROUP_ROWS added since the H200 tuning, on its
+blocks):
 
 - the no-grad forward (``triton_token_logprobs``) for each candidate forward block configuration;
 - the backward (``triton_token_logprobs_backward``, both gradients) for each (grad-kernel blocks × GEMM by Triton or
@@ -30,7 +31,12 @@ from rdro.results import atomic_write_text
 
 #: The forward blocks the H200 tuning chose (GPU_DEFAULTS), and the loop flags added since, not yet timed.
 _H200_BLOCKS = dict(BLOCK_N=128, BLOCK_V=256, BLOCK_H=64, num_warps=8, num_stages=3)
-LOOP_FLAG_CANDIDATES = [dict(FLATTEN=flatten, TMA=tma) for flatten in (False, True) for tma in (False, True)]
+LOOP_FLAG_CANDIDATES = [
+    dict(FLATTEN=flatten, TMA=tma, GROUP_ROWS=group)
+    for flatten in (False, True)
+    for tma in (False, True)
+    for group in (0, 16, 32)
+]
 FORWARD_CANDIDATES = [
     dict(BLOCK_N=128, BLOCK_V=128, BLOCK_H=64, num_warps=8, num_stages=3),  # the default before the H200 tuning
     dict(BLOCK_N=128, BLOCK_V=128, BLOCK_H=64, num_warps=4, num_stages=4),
@@ -39,12 +45,22 @@ FORWARD_CANDIDATES = [
     # not yet measured: the H200 winner with one more pipeline stage, and the transposed tile
     dict(BLOCK_N=128, BLOCK_V=256, BLOCK_H=64, num_warps=8, num_stages=4),
     dict(BLOCK_N=256, BLOCK_V=128, BLOCK_H=64, num_warps=8, num_stages=3),
-    # the H200 winner with each combination of the loop flags (flattened tile loop, TMA loads)
+    # the H200 winner with each combination of the loop flags (flattened tile loop, TMA loads, grouped token blocks)
     *({**_H200_BLOCKS, **flags} for flags in LOOP_FLAG_CANDIDATES),
 ]
-#: ``--quick``: only what is new since the H200 tuning — the loop flags on its blocks (forward), TMA on or off in
-#: the grad kernel with its GEMM and slab (backward); about a minute on an H200, most of it compilation.
-QUICK_FORWARD_CANDIDATES = [{**_H200_BLOCKS, **flags} for flags in LOOP_FLAG_CANDIDATES]
+#: ``--quick``: only what is new since the H200 tuning, on its blocks — five forward flag settings (plain, TMA,
+#: grouped token blocks, both, and all three flags) and TMA on or off in the grad kernel with its GEMM and slab;
+#: expected 1–2 minutes on an H200, most of it compilation.
+QUICK_FORWARD_CANDIDATES = [
+    {**_H200_BLOCKS, "FLATTEN": flatten, "TMA": tma, "GROUP_ROWS": group}
+    for flatten, tma, group in (
+        (False, False, 0),
+        (False, True, 0),
+        (False, False, 16),
+        (False, True, 16),
+        (True, True, 16),
+    )
+]
 GEMMS = ("triton", "torch")
 SLABS = (4096, 8192)
 
@@ -116,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
         print(f"forward {i}: {name} {forward.get(name)}", flush=True)
     best_forward = json.loads(_winner(forward) or json.dumps(tk.GPU_DEFAULTS["forward"]))
-    best_blocks = {k: v for k, v in best_forward.items() if k != "FLATTEN"}  # the grad kernel has no tile loop
+    best_blocks = {k: v for k, v in best_forward.items() if k not in ("FLATTEN", "TMA", "GROUP_ROWS")}
     grad_candidates = [FORWARD_CANDIDATES[0]] + ([best_blocks] if best_blocks != FORWARD_CANDIDATES[0] else [])
     grad_candidates += [c for c in (tk.GPU_DEFAULTS["grad"],) if c not in grad_candidates]
     grad_candidates = [{**c, "TMA": tma} for c in grad_candidates for tma in (False, True)]

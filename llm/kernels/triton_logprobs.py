@@ -496,7 +496,7 @@ def _load_tuning_from_environment() -> None:
 
 #: The defaults for 16-bit inputs on a GPU: the tuner's choice on an NVIDIA H200 (torch 2.11, Triton 3.6; N = 32768
 #: tokens at the Qwen2.5-0.5B / Qwen2.5-7B / Llama-3-8B shapes; llm/kernels/README.md has the measured times). The
-#: loop flags added since (FLATTEN, TMA) are off until a GPU run measures them: the tuner has them as candidates.
+#: loop flags added since (FLATTEN, TMA, GROUP_ROWS) are off until a GPU run measures them: the tuner tries them.
 GPU_DEFAULTS = dict(
     forward=dict(BLOCK_N=128, BLOCK_V=256, BLOCK_H=64, num_warps=8, num_stages=3),
     grad=dict(BLOCK_N=128, BLOCK_V=256, BLOCK_H=64, num_warps=8, num_stages=3),

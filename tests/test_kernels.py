@@ -513,6 +513,26 @@ def test_every_tuner_candidate_is_a_valid_tuning():
         tk.set_tuning(saved)
 
 
+def test_l2_model_orders_are_permutations_and_its_traffic_is_bounded_by_the_compulsory_reads():
+    """The cache model of the forward's program order: every order visits each (token block, split) once, grouped
+    orders run token blocks fastest within a group; with an L2 that holds everything the modelled traffic is the
+    compulsory one; ``auto`` does not group when a wave's h blocks fit the L2 and does otherwise."""
+    from rdro.llm.kernels.l2_model import auto_group_rows, forward_program_order, hbm_traffic
+
+    for row_blocks, splits, group in [(3, 3, 0), (3, 3, 2), (10, 4, 3), (7, 1, 16)]:
+        order = forward_program_order(row_blocks, splits, group)
+        assert sorted(order) == [(b, s) for b in range(row_blocks) for s in range(splits)]
+        if group:
+            assert [b for b, _ in order[: min(group, row_blocks)]] == list(range(min(group, row_blocks)))
+    huge = hbm_traffic(4096, 896, 19968, group_rows=0, sms=8, l2_bytes=2**40)  # 32 token blocks, 78 tiles
+    assert huge["total_gb"] == pytest.approx(huge["compulsory_gb"])
+    for group in (0, 4, -1):
+        small = hbm_traffic(4096, 896, 19968, group_rows=group, sms=8, l2_bytes=2 * 2**20)
+        assert small["total_gb"] >= small["compulsory_gb"] * (1 - 1e-9)
+    assert auto_group_rows(row_blocks=256, h_block_bytes=2**18, sms=132, l2_bytes=50 * 2**20) == 0  # 33 MiB fit
+    assert auto_group_rows(row_blocks=256, h_block_bytes=2**20, sms=132, l2_bytes=50 * 2**20) == 12
+
+
 def test_filter_report_statistics_agree_with_the_op_and_count_columns_and_tiles():
     """The report's error of the column rule equals the op's own filtered-vs-exact gradient difference; kept columns
     and tiles are counted right on a case where they are known."""

@@ -243,7 +243,7 @@ def test_set_tuning_checks_its_input():
         triton_logprobs.set_tuning({"forward": {**blocks, "FLATTEN": False}, "gemm": "torch"})
         assert triton_logprobs.TUNING == {"forward": {**blocks, "FLATTEN": False}, "gemm": "torch"}
         with pytest.raises(ValueError, match="GROUP_ROWS"):
-            triton_logprobs.set_tuning({"forward": {**blocks, "GROUP_ROWS": -1}})
+            triton_logprobs.set_tuning({"forward": {**blocks, "GROUP_ROWS": -2}})  # -1 (auto) is allowed
         # the interpreter keeps its small blocks whatever the tuning says but takes its loop flags (defaults: off);
         # a GPU takes the tuned blocks for 16-bit inputs
         blocks_here = dict(BLOCK_N=16, BLOCK_V=16, BLOCK_H=16) if triton_logprobs._interpreted() else blocks

@@ -31,6 +31,7 @@ import torch
 import triton
 import triton.language as tl
 
+from rdro.llm.kernels.l2_model import DEFAULT_L2_BYTES, auto_group_rows
 from rdro.llm.kernels.torch_chunked import add_target_gradients
 
 __all__ = ["TUNING", "set_tuning", "triton_token_logprobs", "triton_token_logprobs_backward", "backward_tiling"]
@@ -44,6 +45,12 @@ def _interpreted() -> bool:
 
         return os.environ.get("TRITON_INTERPRET", "0") == "1"
     return bool(knobs.runtime.interpret)
+
+
+def _l2_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(getattr(torch.cuda.get_device_properties(device), "L2_cache_size", DEFAULT_L2_BYTES))
+    return DEFAULT_L2_BYTES
 
 
 def _upcast(dtype: torch.dtype) -> bool:
@@ -474,8 +481,8 @@ def set_tuning(tuning: dict) -> None:
                 f"got {tuning[key]}"
             )
         group = tuning.get(key, {}).get("GROUP_ROWS", 0)
-        if not (isinstance(group, int) and not isinstance(group, bool) and group >= 0):
-            raise ValueError(f"tuning[{key!r}]['GROUP_ROWS'] must be an int ≥ 0, got {group!r}")
+        if not (isinstance(group, int) and not isinstance(group, bool) and group >= -1):
+            raise ValueError(f"tuning[{key!r}]['GROUP_ROWS'] must be an int ≥ -1 (-1: auto), got {group!r}")
     if tuning.get("gemm", "triton") not in ("triton", "torch"):
         raise ValueError(f"tuning['gemm'] must be 'triton' or 'torch', got {tuning['gemm']!r}")
     for key in ("slab_vocab", "budget_mib"):
@@ -619,10 +626,15 @@ def triton_token_logprobs(
     cfg = _tile_config(hidden.dtype)
     row_blocks = triton.cdiv(n_rows, cfg["BLOCK_N"])
     n_tiles = triton.cdiv(vocab, cfg["BLOCK_V"])
+    group_rows = cfg["GROUP_ROWS"]
+    if group_rows < 0:  # "auto": group only when one wave's h blocks overflow the L2 (rdro.llm.kernels.l2_model)
+        group_rows = auto_group_rows(
+            row_blocks, cfg["BLOCK_N"] * width * hidden.element_size(), _sm_count(dev), _l2_bytes(dev)
+        )
     wanted = num_splits or max(
         1,
         triton.cdiv(4 * _sm_count(dev), row_blocks),
-        triton.cdiv(_sm_count(dev), cfg["GROUP_ROWS"]) if cfg["GROUP_ROWS"] else 1,  # a group fills the GPU
+        triton.cdiv(_sm_count(dev), group_rows) if group_rows else 1,  # a group fills the GPU
     )
     tiles_per_split = triton.cdiv(n_tiles, min(max(1, wanted), n_tiles))
     splits = triton.cdiv(n_tiles, tiles_per_split)  # every split owns at least one tile
@@ -635,7 +647,7 @@ def triton_token_logprobs(
         h_src, w_src, bias_arg, part_max, part_sum, n_rows, vocab, width, float(logit_scale), tiles_per_split,
         row_blocks, splits,
         HAS_BIAS=bias is not None, PRECISION=_dot_precision(hidden.dtype), UPCAST=_upcast(hidden.dtype),
-        **{**cfg, "TMA": tma},
+        **{**cfg, "TMA": tma, "GROUP_ROWS": group_rows},
     )  # fmt: skip
     gather = _target_logit_config()
     _target_logit_kernel[(triton.cdiv(n_rows, gather["BLOCK_R"]),)](

@@ -35,7 +35,7 @@ LOOP_FLAG_CANDIDATES = [
     dict(FLATTEN=flatten, TMA=tma, GROUP_ROWS=group)
     for flatten in (False, True)
     for tma in (False, True)
-    for group in (0, 16, 32)
+    for group in (0, -1, 16)  # -1: auto (rdro.llm.kernels.l2_model.auto_group_rows)
 ]
 FORWARD_CANDIDATES = [
     dict(BLOCK_N=128, BLOCK_V=128, BLOCK_H=64, num_warps=8, num_stages=3),  # the default before the H200 tuning
@@ -49,16 +49,16 @@ FORWARD_CANDIDATES = [
     *({**_H200_BLOCKS, **flags} for flags in LOOP_FLAG_CANDIDATES),
 ]
 #: ``--quick``: only what is new since the H200 tuning, on its blocks — five forward flag settings (plain, TMA,
-#: grouped token blocks, both, and all three flags) and TMA on or off in the grad kernel with its GEMM and slab;
-#: expected 1–2 minutes on an H200, most of it compilation.
+#: automatic grouping of token blocks, both, and all three flags) and TMA on or off in the grad kernel with its GEMM
+#: and slab; expected 1–2 minutes on an H200, most of it compilation.
 QUICK_FORWARD_CANDIDATES = [
     {**_H200_BLOCKS, "FLATTEN": flatten, "TMA": tma, "GROUP_ROWS": group}
     for flatten, tma, group in (
         (False, False, 0),
         (False, True, 0),
-        (False, False, 16),
-        (False, True, 16),
-        (True, True, 16),
+        (False, False, -1),
+        (False, True, -1),
+        (True, True, -1),
     )
 ]
 GEMMS = ("triton", "torch")

@@ -108,6 +108,7 @@ LOOP_FLAG_CASES = {  # (forward flags, grad flags) against the plain pointer-loa
     "tma": (dict(TMA=True), dict(TMA=True)),
     "grouped": (dict(GROUP_ROWS=2), {}),  # 3 token blocks in groups of 2: a full group and a short one
     "tma-grouped-flattened": (dict(TMA=True, GROUP_ROWS=2, FLATTEN=True), dict(TMA=True)),
+    "auto-grouped": (dict(GROUP_ROWS=-1), {}),  # with a 1000-byte "L2" below: auto picks groups of 1 token block
 }
 
 
@@ -131,6 +132,11 @@ def test_triton_loop_flags_match_the_plain_kernels_and_float64(dtype, case, monk
         return sources
 
     monkeypatch.setattr(tk, "_tma_sources", recording_sources)
+    if case == "auto-grouped":
+        monkeypatch.setattr(tk, "_l2_bytes", lambda device: 1000)
+        assert (
+            tk.auto_group_rows(3, 16 * 24 * torch.finfo(dtype).bits // 8, tk._sm_count(torch.device(DEVICE)), 1000) == 1
+        )
     hidden, weight, bias, targets, g = _dense_case(23, 37, 24, 83, dtype, weight_std=1.5, ignore_every=6)
     blocks = dict(BLOCK_N=16, BLOCK_V=16, BLOCK_H=16, num_warps=4, num_stages=2)
     results = {}

@@ -164,6 +164,7 @@ def test_triton_loop_flags_match_the_plain_kernels_and_float64(dtype, case, monk
 
 
 @in_this_process
+@pytest.mark.skipif(not INTERPRETED, reason="a CPU smoke run of the tuner; on a GPU gpu_check.sh runs the real one")
 def test_tuner_quick_run_end_to_end_in_the_interpreter(tmp_path):
     """``tune --quick`` on CPU (interpreter, a tiny shape): every candidate runs without error, the five forward
     flag settings and TMA on/off in the backward are timed, and the chosen tuning is valid for set_tuning."""

@@ -193,8 +193,9 @@ class BenchmarkConfig:
                 raise ValueError(f"{name} has unknown method(s) {unknown}; expected names from {list(METHODS)}")
         if self.eval_every < 1 or self.fresh_prompts < 1 or self.fresh_per_prompt < 1:
             raise ValueError("eval_every, fresh_prompts and fresh_per_prompt must be ≥ 1")
-        if not 0.0 <= float(self.logprob_grad_filter) < 1.0:
-            raise ValueError(f"logprob_grad_filter must lie in [0, 1), got {self.logprob_grad_filter!r}")
+        from rdro.llm.kernels import check_grad_filter
+
+        check_grad_filter(self.logprob_grad_filter, "logprob_grad_filter")
 
     def digest(self, with_methods: bool = False) -> str:
         """Hash of the sizes (the cache key of the pool and of each run); ``with_methods`` adds the method lists."""

@@ -28,6 +28,7 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 from rdro.llm.data import PairedRows, PreferenceCollator, resolve_alpha, tokenized_digest
+from rdro.llm.kernels import check_grad_filter
 from rdro.llm.models import (
     adapters_disabled,
     lm_head_is_sharded,
@@ -136,11 +137,7 @@ class RDROConfig(TrainingArguments):
                 f"need max_length ≥ 2 and max_prompt_length ≥ 1, got max_length={self.max_length!r}, "
                 f"max_prompt_length={self.max_prompt_length!r}"
             )
-        if not 0.0 <= float(self.logprob_grad_filter) < 1.0:
-            raise ValueError(
-                f"logprob_grad_filter must be a probability threshold in [0, 1) (0: exact gradients), "
-                f"got {self.logprob_grad_filter!r}"
-            )
+        check_grad_filter(self.logprob_grad_filter, "logprob_grad_filter")
         if self.activation_checkpointing_kwargs is None and self.gradient_checkpointing_kwargs is None:
             self.activation_checkpointing_kwargs = {"use_reentrant": False}
         super().__post_init__()

@@ -303,7 +303,7 @@ def test_run_and_cli_errors(tmp_path, capsys):
     assert kp.main(["known-preference", "--quick", "--methods", "ppo", "--cache-dir", str(tmp_path)]) == 2
     assert "methods" in capsys.readouterr().err
     assert kp.main(["known-preference", "--quick", "--grad-filter", "1.5", "--cache-dir", str(tmp_path)]) == 2
-    assert "logprob_grad_filter must lie in [0, 1)" in capsys.readouterr().err
+    assert "logprob_grad_filter must be a probability threshold in [0, 1)" in capsys.readouterr().err
     assert kp.FULL_CONFIG.digest() == dataclasses.replace(kp.FULL_CONFIG, logprob_grad_filter=0.0).digest()
     assert kp.FULL_CONFIG.digest() != dataclasses.replace(kp.FULL_CONFIG, logprob_grad_filter=1e-3).digest()
     with pytest.raises(SystemExit) as exc:

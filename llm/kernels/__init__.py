@@ -8,12 +8,20 @@ hidden states and the LM-head weight, without materialising the [tokens × vocab
 See ``llm/kernels/README.md`` for the design.
 """
 
-from rdro.llm.kernels.logprobs import BACKENDS, REDUCTIONS, resolve_backend, sequence_logprobs, triton_available
+from rdro.llm.kernels.logprobs import (
+    BACKENDS,
+    REDUCTIONS,
+    check_grad_filter,
+    resolve_backend,
+    sequence_logprobs,
+    triton_available,
+)
 from rdro.llm.kernels.naive import naive_sequence_logprobs
 
 __all__ = [
     "BACKENDS",
     "REDUCTIONS",
+    "check_grad_filter",
     "naive_sequence_logprobs",
     "resolve_backend",
     "sequence_logprobs",

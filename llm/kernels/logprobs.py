@@ -24,7 +24,7 @@ from rdro.llm.kernels.torch_chunked import (
     torch_token_logprobs_backward,
 )
 
-__all__ = ["BACKENDS", "REDUCTIONS", "sequence_logprobs", "triton_available", "resolve_backend"]
+__all__ = ["BACKENDS", "REDUCTIONS", "check_grad_filter", "sequence_logprobs", "triton_available", "resolve_backend"]
 
 BACKENDS = ("auto", "triton", "torch")
 REDUCTIONS = ("sum", "none")
@@ -245,10 +245,14 @@ def _validate(hidden, weight, targets, bias, logit_scale, ignore_index, reductio
         raise ValueError(f"reduction={reduction!r} is not one of {REDUCTIONS}")
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
-    if isinstance(grad_filter, bool) or not isinstance(grad_filter, (int, float)) or not 0 <= grad_filter < 1:
-        raise ValueError(
-            f"grad_filter must be a probability threshold in [0, 1) (0: exact gradients), got {grad_filter!r}"
-        )
+    check_grad_filter(grad_filter)
+
+
+def check_grad_filter(value, name: str = "grad_filter") -> None:
+    """ValueError naming ``name`` unless ``value`` is a number in [0, 1): the approximate backward's threshold ε
+    (0: exact gradients). The one check behind the op's argument, the trainer's and the benchmark's options."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"{name} must be a probability threshold in [0, 1) (0: exact gradients), got {value!r}")
 
 
 def sequence_logprobs(

@@ -18,8 +18,9 @@ Goals (issue 7): rdro ≥ 1.5× the tokens/s of TRL, ≥ 1.2× TRL + Liger, ≤ 
 ``--out`` names the device (GPU model) and carries the ratios. A trainer that fails (OOM, library mismatch) is
 recorded with its error and the others still run.
 
-Measured on an NVIDIA H200 (batch 16 × 1024 tokens; ``paper_figures/data/trainer_throughput_h200.json``): rdro 1.81×
-TRL's tokens/s at 0.83× its peak memory; TRL + Liger, from an earlier run on the same machine, 1.08× TRL. At batch 4
+Measured on an NVIDIA H200 (batch 16 × 1024 tokens, all three in one run, 2026-11-27;
+``paper_figures/data/trainer_throughput_h200.json``): rdro 1.75× TRL's tokens/s and 1.70× TRL + Liger's, at 0.83× /
+0.86× their peak memory. At batch 4
 every trainer is launch-bound (≈ 0.3 s/step for ~15 ms of matrix work) and the ratios say little. The JSON's
 ``training_state_gib`` is the memory floor both must hold (fp32 weights, gradients, AdamW moments; TRL also its
 reference copy): its 0.8 ratio is why the ≤ 0.6× memory goal is out of reach at equal optimizer and precision.

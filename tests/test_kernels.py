@@ -8,9 +8,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from rdro.llm.kernels import naive_sequence_logprobs, sequence_logprobs
-from rdro.llm.kernels.torch_chunked import add_target_gradients, torch_token_logprobs, torch_token_logprobs_backward
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from rdro.llm.kernels import naive_sequence_logprobs, sequence_logprobs
+from rdro.llm.kernels.torch_chunked import torch_token_logprobs, torch_token_logprobs_backward
 
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # gradient tolerances (relative to the largest reference entry): one rounding of the fp32 result to the input dtype
@@ -144,8 +145,8 @@ def test_vocabulary_tiles_match_reference():
 
 def filtered_reference_grads(hidden, weight, bias, targets, scale, g, eps, row_group, col_group):
     """float64 gradients with the filtering rule applied by hand: the softmax part of G is dropped on the
-    (row group × column group) blocks where every scored token (g ≠ 0) has p < eps; the target part and the bias
-    gradient stay exact. row_group [N] / col_group [V]: the block index of each token / vocabulary column."""
+    (row group × column group) blocks where every scored token (g ≠ 0) has p < eps and none has its target; the
+    target part and the bias gradient stay exact. row_group [N] / col_group [V]: the block index of each token / vocabulary column."""
     h, w = hidden.double(), weight.double()
     z = scale * (h @ w.T + (0 if bias is None else bias.double()))
     p = torch.softmax(z, dim=-1)
@@ -159,15 +160,33 @@ def filtered_reference_grads(hidden, weight, bias, targets, scale, g, eps, row_g
         for c in col_group.unique():
             in_cols = col_group == c
             block = p[in_rows & (g != 0)][:, in_cols]
-            if block.numel() and float(block.max()) >= eps:
+            block_targets = onehot[in_rows & (g != 0)][:, in_cols]
+            if block.numel() and (float(block.max()) >= eps or bool(block_targets.any())):
                 keep[in_rows.nonzero()[:, None], in_cols.nonzero()[None, :, 0]] = True
     grad_z = scale * g[:, None] * (onehot - p * keep)
     exact_bias = (scale * g[:, None] * (onehot - p)).sum(0)
     return grad_z @ w, grad_z.T @ h, exact_bias, keep
 
 
+def columns_kept_only_as_targets(hidden, weight, bias, targets, scale, g, eps, row_group, keep) -> set:
+    """The (row group, column) pairs that ``keep`` keeps although every scored token there has p < eps: the columns
+    the filter keeps only because they are some scored token's target."""
+    p = torch.softmax(scale * (hidden.double() @ weight.double().T + (0 if bias is None else bias.double())), -1)
+    scored = (targets != -100) & (g != 0)
+    pairs = set()
+    for r in row_group.unique().tolist():
+        in_rows = row_group == r
+        if not bool((in_rows & scored).any()):
+            continue
+        below = p[in_rows & scored].amax(dim=0) < eps
+        first = int(in_rows.nonzero()[0])
+        pairs |= {(r, int(v)) for v in torch.nonzero(below & keep[first]).squeeze(1)}
+    return pairs
+
+
 def test_grad_filter_matches_float64_with_the_same_dropped_columns():
-    """Torch path: the dropped blocks are vocabulary columns whose scored tokens in a chunk all have p < ε."""
+    """Torch path: the dropped blocks are vocabulary columns whose scored tokens in a chunk all have p < ε and none of
+    which has its target there."""
     gen = torch.Generator().manual_seed(21)
     n, width, vocab, chunk, eps = 29, 11, 53, 8, 0.02
     hidden = torch.randn(n, width, generator=gen) * 1.5
@@ -185,6 +204,7 @@ def test_grad_filter_matches_float64_with_the_same_dropped_columns():
         hidden, weight, bias, targets, 0.7, g, eps, torch.arange(n) // chunk, torch.arange(vocab)
     )
     assert 0.05 < keep.double().mean() < 0.95  # the rule drops some blocks and keeps others here
+    assert columns_kept_only_as_targets(hidden, weight, bias, targets, 0.7, g, eps, torch.arange(n) // chunk, keep)
     for name, a, b in zip(("hidden", "weight", "bias"), got, want):
         torch.testing.assert_close(a.double(), b, rtol=1e-5, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
     exact = torch_token_logprobs_backward(g, hidden, weight, bias, targets, lse, 0.7, -100, True, True, True)
@@ -214,34 +234,6 @@ def assert_filter_error_within_dropped_mass(case: dict, eps: float, seed: int, *
         rounding = GRAD_TOL[dtype] * max(1.0, float(ref_grad.abs().max()))
         excess = (got - ref_grad).abs() - bound - rounding - GRAD_TOL[dtype] * ref_grad.abs()
         assert float(excess.max()) <= 0, f"{name}: error above the dropped-mass bound by {float(excess.max()):.3g}"
-
-
-def test_add_target_gradients_sums_each_target_once_and_skips_zero_rows():
-    """The target part alone: ∂h_i += s g_i W[y_i]; ∂W[y] += Σ_{i: y_i = y} s g_i h_i summed in fp32 and rounded to a
-    bf16 ∂W once (not once per token); ∂b[y] += Σ s g_i; rows with s g = 0 (ignored tokens, target −100) add nothing."""
-    gen = torch.Generator().manual_seed(5)
-    n, width, vocab = 40, 6, 9
-    hidden = torch.randn(n, width, generator=gen)
-    weight = torch.randn(vocab, width, generator=gen)
-    targets = torch.randint(0, 3, (n,), generator=gen)  # many tokens per target
-    scaled = torch.randn(n, generator=gen)
-    scaled[::4] = 0.0
-    targets[::8] = -100
-    start_w = torch.randn(vocab, width, generator=gen).to(torch.bfloat16)
-    grad_h, grad_w, grad_b = torch.zeros(n, width), start_w.clone(), torch.zeros(vocab)
-    add_target_gradients(scaled, hidden, weight, targets, grad_h, grad_w, grad_b)
-    live = scaled != 0
-    want_h = torch.zeros(n, width, dtype=torch.float64)
-    want_h[live] = scaled[live, None].double() * weight[targets[live]].double()
-    sums = torch.zeros(vocab, width, dtype=torch.float64).index_add_(
-        0, targets[live], scaled[live, None].double() * hidden[live].double()
-    )
-    want_b = torch.zeros(vocab, dtype=torch.float64).index_add_(0, targets[live], scaled[live].double())
-    torch.testing.assert_close(grad_h.double(), want_h, rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(grad_b.double(), want_b, rtol=1e-6, atol=1e-6)
-    once = (start_w.double() + sums.to(torch.bfloat16).double()).to(torch.bfloat16)  # one rounding of each sum
-    torch.testing.assert_close(grad_w, once, rtol=0, atol=0)
-    assert torch.equal(grad_w[3:], start_w[3:])  # untouched targets
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -593,9 +585,14 @@ def test_probability_statistics_and_the_reports_entropy_match_direct_computation
     direct = float(-(p * p.log()).sum(1).mean())
     stats = filter_statistics(hidden, weight, torch.zeros(37, dtype=torch.long), torch.ones(37), [0.01], chunks=[10])
     assert stats["eps=0.01 chunk=10"]["entropy_nats"] == pytest.approx(direct, rel=1e-5)
-    entropy, mass, kept = probability_statistics(p, 0.05)
+    targets = torch.randint(0, 50, (37,), generator=gen)
+    targets[:5] = -100  # ignored rows count neither their p nor their target
+    entropy, mass, kept = probability_statistics(p, 0.05, targets)
     assert float(entropy.mean()) == pytest.approx(direct, rel=1e-12)
     torch.testing.assert_close(mass, torch.where(p < 0.05, p, 0.0).sum(1))
-    assert torch.equal(kept, (p >= 0.05).any(0))
-    uniform, _, _ = probability_statistics(torch.full((3, 50), 1 / 50, dtype=torch.float64), 0.05)
+    want = (p[5:] >= 0.05).any(0)
+    want[targets[5:]] = True
+    assert torch.equal(kept, want) and not torch.equal(kept, (p[5:] >= 0.05).any(0))  # the targets add columns
+    uniform, _, kept = probability_statistics(torch.full((3, 50), 1 / 50, dtype=torch.float64), 0.05, targets[5:8])
+    assert torch.equal(kept.nonzero().squeeze(1), targets[5:8].unique())
     torch.testing.assert_close(uniform, torch.full((3,), math.log(50), dtype=torch.float64))

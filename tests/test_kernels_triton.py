@@ -40,6 +40,7 @@ from test_kernels import (  # noqa: E402
     DTYPES,
     assert_filter_error_within_dropped_mass,
     assert_matches_reference,
+    columns_kept_only_as_targets,
     filtered_reference_grads,
     random_case,
 )
@@ -191,9 +192,9 @@ def test_tuner_quick_run_end_to_end_in_the_interpreter(tmp_path):
 
 @in_this_process
 def test_triton_grad_filter_matches_float64_with_the_same_dropped_columns():
-    """Filtered backward over several chunks × slabs: the softmax part of the columns whose scored tokens in a chunk
-    all have p < ε is dropped and their matmul work skipped; the target part is exact (in G where its column is kept,
-    added on its own where not), also for targets in the first and last column of a slab."""
+    """Filtered backward over several chunks × slabs: the columns whose scored tokens in a chunk all have p < ε and
+    none of which has its target there are dropped and their matmul work skipped; a target's column is kept even
+    where all its p < ε, also at the first and last column of a slab."""
     gen = torch.Generator().manual_seed(31)
     n, width, vocab, chunk, slab, eps = 45, 13, 87, 24, 40, 0.05
     hidden = (torch.randn(n, width, generator=gen) * 1.5).to(DEVICE)
@@ -203,7 +204,7 @@ def test_triton_grad_filter_matches_float64_with_the_same_dropped_columns():
     targets[[0, 7, 30]] = -100
     edges = [1, 2, 3, 4, 5, 25, 26, 27, 28, 29]  # slab edges (0, 39, 40, 79, 80, 86) in both chunks
     targets[edges] = torch.tensor([39, 40, 79, 80, 86, 0, 39, 40, 79, 86], device=DEVICE)
-    weight[[39, 79, 86]] = 0.0  # the last column of each slab: logit 0.7 × (−6), dropped in every chunk
+    weight[[39, 79, 86]] = 0.0  # the last column of each slab: logit 0.7 × (−6), p < ε in every chunk
     bias[[39, 79, 86]] = -6.0
     g = torch.randn(n, generator=gen).to(DEVICE)
     _, lse = triton_token_logprobs(hidden, weight, bias, targets, 0.7, -100)
@@ -216,9 +217,10 @@ def test_triton_grad_filter_matches_float64_with_the_same_dropped_columns():
         torch.arange(vocab),
     )  # fmt: skip
     assert 0.05 < keep.double().mean() < 0.95  # some columns dropped, some kept
-    dropped_targets = [i for i, y in enumerate(targets.tolist()) if y >= 0 and not keep[i, y]]
-    assert dropped_targets  # the separate target path is exercised
-    assert {39, 79, 86} & {int(targets[i]) for i in dropped_targets}  # ... also at the last column of a slab
+    kept_as_targets = columns_kept_only_as_targets(
+        hidden.cpu(), weight.cpu(), bias.cpu(), targets.cpu(), 0.7, g.cpu(), eps, torch.arange(n) // chunk, keep
+    )
+    assert {(0, 39), (0, 79), (0, 86), (1, 39), (1, 86)} <= kept_as_targets  # the last column of slabs, both chunks
     for name, a, b in zip(("hidden", "weight", "bias"), got, want):
         torch.testing.assert_close(a.double().cpu(), b, rtol=1e-4, atol=1e-4, msg=lambda m, name=name: f"{name}: {m}")
 
@@ -229,6 +231,20 @@ def test_triton_grad_filter_error_within_dropped_mass_bound_and_tiny_eps_is_exac
     for i, case in enumerate(_tiny_cases(88, dtype, 3)):
         assert_filter_error_within_dropped_mass(case, 0.05, seed=i, backend="triton")
         assert_matches_reference(case, "none", seed=i, backend="triton", grad_filter=1e-30)
+
+
+def test_backward_tiling_fits_the_budget_and_grows_it_below_h_2048():
+    """The chunk fills budget × min(2, max(1, 2048 / H)) with the G slab plus the fp32 accumulator, in multiples of
+    128 tokens: the Qwen2.5-7B / Llama-3-8B shapes keep 48 MiB, Qwen2.5-0.5B (H = 896) gets 96 MiB."""
+    from rdro.llm.kernels.triton_logprobs import backward_tiling
+
+    mib = 2**20
+    for width, vocab, scale in ((3584, 152064, 1), (4096, 128256, 1), (896, 151936, 2), (1536, 151936, 2048 / 1536)):
+        chunk, slab = backward_tiling(32768, width, vocab, 2, 48 * mib, 8192)
+        per_token = 4 * width + 2 * slab
+        assert slab == 8192 and chunk % 128 == 0
+        assert chunk * per_token <= 48 * mib * scale < (chunk + 128) * per_token
+    assert backward_tiling(100, 896, 50, 2, 48 * mib, 8192) == (100, 50)  # never more than N tokens or V columns
 
 
 def test_set_tuning_checks_its_input():

@@ -96,11 +96,8 @@ def kernel_builds(dtype: torch.dtype) -> list[tuple]:
         ),
         (
             tk._compact_kept_columns_kernel,
-            types(
-                "col_max_ptr:*fp32 cols_ptr:*i32 count_ptr:*i32 tgt_ptr:*i64 target_dropped_ptr:*i8 n_rows:i32 "
-                "slab_lo:i32 slab_width:i32 threshold:fp32"
-            ),
-            dict(BLOCK_V=1 << (slab - 1).bit_length(), BLOCK_N=1024),
+            types("col_max_ptr:*fp32 cols_ptr:*i32 count_ptr:*i32 slab_width:i32 threshold:fp32"),
+            dict(BLOCK_V=1 << (slab - 1).bit_length()),
             {},
         ),
     ]

@@ -174,19 +174,25 @@ def make_inputs(width: int, vocab: int, n_seq: int, seq_len: int, dtype, device,
     return h, w, h_ref, w_ref, targets, preferred
 
 
-def probability_statistics(p: torch.Tensor, eps: float):
-    """For next-token probabilities p [n, V]: each row's entropy (nats) and probability mass below ``eps``, and for
-    each column whether some row has p ≥ ``eps`` (the columns the gradient filter keeps for these n tokens)."""
+def probability_statistics(p: torch.Tensor, eps: float, targets: torch.Tensor):
+    """For next-token probabilities p [n, V] and the tokens' targets [n] (−100: ignored): each row's entropy (nats)
+    and probability mass below ``eps``, and for each column whether the gradient filter keeps it for these n tokens
+    (some scored row has p ≥ ``eps``, or it is some scored row's target)."""
+    scored = targets != -100
     below = p < eps
     entropy = -(p * torch.log(p.clamp_min(1e-30))).sum(dim=1)
-    return entropy, (p * below).sum(dim=1), ~below.all(dim=0)
+    kept = ~below[scored].all(dim=0)
+    kept[targets[scored]] = True
+    return entropy, (p * below).sum(dim=1), kept
 
 
 def input_statistics(h, w, targets, eps: float, rows: int = 1024) -> dict:
     """On the first ``rows`` scored tokens: mean next-token entropy (nats), the share of vocabulary columns with some
     p ≥ ``eps`` (what ``rdro-filtered`` keeps in a chunk of that size) and the mean probability mass below ``eps``."""
-    flat = h.detach().reshape(-1, h.shape[-1])[targets.reshape(-1) != -100][:rows]
-    entropy, mass, kept = probability_statistics(torch.softmax(flat.float() @ w.detach().float().T, dim=-1), eps)
+    scored = targets.reshape(-1) != -100
+    flat = h.detach().reshape(-1, h.shape[-1])[scored][:rows]
+    p = torch.softmax(flat.float() @ w.detach().float().T, dim=-1)
+    entropy, mass, kept = probability_statistics(p, eps, targets.reshape(-1)[scored][:rows])
     return dict(
         tokens=int(flat.shape[0]),
         entropy_nats=float(entropy.mean()),
@@ -317,7 +323,10 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="rdro bench logprobs", description=__doc__.split("\n\n")[0])
     p.add_argument("what", nargs="?", default="logprobs", choices=["logprobs"], help="benchmark to run")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--shapes", default="anchors", choices=["anchors", "tiny"], help="anchor model shapes or tiny ones")
+    p.add_argument(
+        "--shapes", nargs="+", default=["anchors"], choices=["anchors", "tiny", *ANCHOR_SHAPES, *TINY_SHAPES],
+        help="anchors (all anchor model shapes), tiny (both tiny ones), or shape names",
+    )  # fmt: skip
     p.add_argument("--tokens", type=int, nargs="+", default=None, help="N values (default 8192 32768; tiny: 64 256)")
     p.add_argument(
         "--seq-len", type=int, default=None, help="tokens per sequence (default 1024 for N ≤ 8192, else 2048)"
@@ -354,8 +363,11 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda requested but torch sees no CUDA GPU; use --device cpu --shapes tiny")
     dtype = getattr(torch, args.dtype)
-    shapes = ANCHOR_SHAPES if args.shapes == "anchors" else TINY_SHAPES
-    token_counts = args.tokens or ([8192, 32768] if args.shapes == "anchors" else [64, 256])
+    groups = {"anchors": ANCHOR_SHAPES, "tiny": TINY_SHAPES}
+    shapes = {}
+    for name in args.shapes:
+        shapes.update(groups.get(name) or {name: {**ANCHOR_SHAPES, **TINY_SHAPES}[name]})
+    token_counts = args.tokens or ([64, 256] if set(shapes) <= set(TINY_SHAPES) else [8192, 32768])
     peak, peak_source = peak_tflops(device, dtype, args.peak_tflops)
     meta = dict(
         device=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",

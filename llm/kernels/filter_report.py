@@ -12,11 +12,12 @@ states of the completion positions, the LM head, the next token as target):
 
 For each ε it reports
 for token chunks of 256, 1024 and 4096 scored tokens (packed as the trainer packs them):
-- ``kept_columns``: the share of (chunk, vocabulary column) pairs with some p ≥ ε — the share of the backward's two
-  gradient matmuls (4NHV of a step's 10NHV) that still run under the filter's rule;
+- ``kept_columns``: the share of (chunk, vocabulary column) pairs with some p ≥ ε or some token's target — the share
+  of the backward's two gradient matmuls (4NHV of a step's 10NHV) that still run under the filter's rule;
 - ``kept_tiles``: the same for [128 tokens × 256 vocabulary] tiles, the unit of a tile-skipping rule such as
   cut-cross-entropy's (and of the Triton kernels' tiles), for comparison;
-- ``dropped_mass``: per token Σ_{v: p_v < ε} p_v (mean and max), which bounds the relative error of its ∂h;
+- ``dropped_mass``: per token Σ_{v: p_v < ε} p_v (mean and max), which bounds the mass the rule drops and so the
+  relative error of its ∂h;
 - ``grad_rel_error``: ‖Δ∂h‖/‖∂h‖ and ‖Δ∂W‖/‖∂W‖ of the column rule against the exact gradient, in fp32 from the same
   probabilities, for an upstream gradient of one random ±1 per sequence (the shape of every sequence-level preference
   loss's gradient);
@@ -95,7 +96,7 @@ def filter_statistics(hidden, weight, targets, upstream, eps_values, chunks=CHUN
             dw_exact += grad_z.T @ h
             for eps in eps_values:
                 a = acc[eps]
-                row_entropy, mass, kept_columns = probability_statistics(p, eps)
+                row_entropy, mass, kept_columns = probability_statistics(p, eps, targets[c0:c1])
                 dropped_columns = ~kept_columns
                 a["mass"].append(mass)
                 a["kept_columns"] += int(kept_columns.sum())

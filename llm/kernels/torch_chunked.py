@@ -18,10 +18,11 @@ recomputing each logits tile from h and W (p_i = exp(z_i − LSE_i) with the LSE
 formed in fp32; ∂L/∂h is accumulated per chunk and ∂L/∂W, ∂L/∂b over all chunks in fp32 buffers, then cast to the
 dtype of the input they belong to.
 
-Gradient filtering (``grad_filter`` = ε > 0, off by default): G splits into the target part s g_i e_{y_i} and the
-softmax part −s g_i p_i. The target part is always kept (here added on its own by :func:`add_target_gradients`); the
-softmax part is dropped in the vocabulary columns v where every scored token of the chunk has p_iv < ε, and the
-gradient matmuls run on the kept columns only (gathered). The Triton path applies the same rule per its own token
+Gradient filtering (``grad_filter`` = ε > 0, off by default): in each token chunk, the vocabulary columns v where
+every scored token (g_i ≠ 0) has p_iv < ε and which are no scored token's target are dropped from G, and the gradient
+matmuls run on the kept columns only (gathered). A dropped column holds only softmax parts −s g_i p_iv, each below
+s |g_i| ε; every target part s g_i e_{y_i} lies in a kept column, formed there with its softmax part as in the exact
+backward. The Triton path applies the same rule per its own token
 chunk. The error in ∂L/∂h_i is at most s |g_i| Σ_{v dropped} p_iv ‖W_v‖, small when the probability mass below ε is;
 the bias gradient stays exact. The idea of skipping gradient entries below ε is cut-cross-entropy's (its default ε
 for bf16 is 2^-12); its unit is a token × vocabulary tile, which on a trained LM's distributions almost never has
@@ -37,7 +38,6 @@ import torch
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_VOCAB_TILE",
-    "add_target_gradients",
     "compute_dtype",
     "torch_token_logprobs",
     "torch_token_logprobs_backward",
@@ -104,40 +104,6 @@ def torch_token_logprobs(
     return logp, lse
 
 
-def add_target_gradients(
-    scaled_grad: torch.Tensor,
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    targets: torch.Tensor,
-    grad_hidden,
-    grad_weight,
-    grad_bias,
-) -> None:
-    """Add the target part of the backward, G_{i,y_i} += s g_i, in place: ``grad_hidden``[i] += s g_i W[y_i] ([n, H]),
-    ``grad_weight``[y] += Σ_{i: y_i = y} s g_i h_i (summed per distinct target in ``scaled_grad``'s dtype, then added
-    once, so a bf16 ``grad_weight`` is rounded once per call), ``grad_bias``[y] += Σ_{i: y_i = y} s g_i; each may be
-    None. ``scaled_grad`` = s g [n] (0 at ignored tokens, whose targets are never read).
-
-    Static shapes throughout — every row takes part, a row with s g = 0 adds exact zeros — so the host never waits
-    for the device here (no nonzero / unique): the per-target sums come from sorting the targets and adding each
-    row into the first row of its run."""
-    tgt = torch.where(scaled_grad != 0, targets, 0)
-    sg = scaled_grad
-    if grad_hidden is not None:
-        grad_hidden.add_(sg[:, None] * weight[tgt].to(grad_hidden.dtype))
-    if grad_weight is not None:
-        sorted_tgt, order = torch.sort(tgt)
-        positions = torch.arange(tgt.numel(), device=tgt.device)
-        run_start = torch.ones_like(sorted_tgt, dtype=torch.bool)
-        run_start[1:] = sorted_tgt[1:] != sorted_tgt[:-1]
-        first_of_run = torch.cummax(torch.where(run_start, positions, 0), dim=0).values
-        per_target = torch.zeros(tgt.numel(), hidden.shape[1], dtype=sg.dtype, device=sg.device)
-        per_target.index_add_(0, first_of_run, sg[order, None] * hidden[order].to(sg.dtype))
-        grad_weight.index_add_(0, sorted_tgt, per_target.to(grad_weight.dtype))  # rows past a run's first add 0
-    if grad_bias is not None:
-        grad_bias.index_add_(0, tgt, sg.to(grad_bias.dtype))
-
-
 def torch_token_logprobs_backward(
     grad_logp: torch.Tensor,
     hidden: torch.Tensor,
@@ -180,33 +146,27 @@ def torch_token_logprobs_backward(
         for v0 in range(0, vocab, vocab_tile):
             v1 = min(vocab, v0 + vocab_tile)
             prob = torch.exp(_logits_tile(h32, weight, bias, v0, v1, logit_scale) - chunk_lse[:, None])
+            rows = torch.nonzero((tgt >= v0) & (tgt < v1)).squeeze(1)
+            if grad_filter > 0:  # columns with some scored p ≥ ε, and every scored token's target column
+                keep = torch.where(scored[:, None], prob, 0.0).amax(dim=0) >= grad_filter
+                keep[tgt[rows[scored[rows]]] - v0] = True
+            grad_z = prob.mul_(-g[:, None])
+            grad_z[rows, tgt[rows] - v0] += g[rows]
+            if logit_scale != 1.0:
+                grad_z *= logit_scale
+            if need_bias:  # every column: the bias gradient stays exact
+                grad_b32[v0:v1] += grad_z.sum(dim=0)
+            w_tile = weight[v0:v1]
             if grad_filter > 0:
-                if need_bias:  # the bias gradient keeps every column
-                    grad_b32[v0:v1] -= logit_scale * (g @ prob)
-                cols = torch.nonzero(prob[scored].amax(dim=0) >= grad_filter).squeeze(1) if scored.any() else None
-                if cols is None or cols.numel() == 0:
-                    continue
-                grad_z = prob[:, cols].mul_(-logit_scale * g[:, None])
-                w_tile = weight[v0:v1][cols].to(cdt)
-            else:
-                grad_z = prob.mul_(-g[:, None])
-                in_tile = (tgt >= v0) & (tgt < v1)
-                rows = torch.nonzero(in_tile).squeeze(1)
-                grad_z[rows, tgt[rows] - v0] += g[rows]
-                if logit_scale != 1.0:
-                    grad_z *= logit_scale
-                w_tile = weight[v0:v1].to(cdt)
-                if need_bias:
-                    grad_b32[v0:v1] += grad_z.sum(dim=0)
+                cols = torch.nonzero(keep).squeeze(1)
+                grad_z, w_tile = grad_z[:, cols], w_tile[cols]
             if need_hidden:
-                dh += grad_z @ w_tile
+                dh += grad_z @ w_tile.to(cdt)
             if need_weight:
                 if grad_filter > 0:
                     grad_w32.index_add_(0, v0 + cols, grad_z.T @ h32)
                 else:
                     grad_w32[v0:v1] += grad_z.T @ h32
-        if grad_filter > 0:
-            add_target_gradients(logit_scale * g, h32, weight, tgt, dh, grad_w32, grad_b32)
         if need_hidden:
             grad_hidden[c0:c1] = dh.to(hidden.dtype)
     grad_weight = grad_w32.to(weight.dtype) if need_weight else None

@@ -32,7 +32,6 @@ import triton
 import triton.language as tl
 
 from rdro.llm.kernels.l2_model import DEFAULT_L2_BYTES, auto_group_rows
-from rdro.llm.kernels.torch_chunked import add_target_gradients
 
 __all__ = ["TUNING", "set_tuning", "triton_token_logprobs", "triton_token_logprobs_backward", "backward_tiling"]
 
@@ -257,8 +256,9 @@ def _grad_logits_kernel(
     """G[i, v − slab_lo] = s g_i (1[v = y_i] − exp(z_iv − LSE_i)) for v in the slab; g_i = 0 at ignored tokens. G is
     stored with the given strides: [chunk, slab] row-major (exact backward) or transposed (filtered backward).
 
-    COLUMN_MAX: also col_max[v − slab_lo] = max over the scored tokens (g_i ≠ 0) of p_iv (atomic max across the token
-    blocks; the caller zeroes it), for the gradient filter."""
+    COLUMN_MAX: also col_max[v − slab_lo] = max over the scored tokens (g_i ≠ 0) of p_iv, counting a scored token's
+    own target column as 1 (atomic max across the token blocks; the caller zeroes it), for the gradient filter: so a
+    column that is some scored token's target is always kept."""
     pid_n = tl.program_id(0)
     pid_v = tl.program_id(1)
     rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -277,6 +277,10 @@ def _grad_logits_kernel(
     if COLUMN_MAX:
         scored_prob = tl.where((g != 0.0)[:, None], prob, 0.0)
         tl.atomic_max(col_max_ptr + local, tl.max(scored_prob, axis=0), mask=col_mask)
+        # a scored token's own target column counts as 1: one atomic per row whose target lies in this tile
+        tile_lo = slab_lo + pid_v * BLOCK_V
+        mine = row_mask & (g != 0.0) & (tgt >= tile_lo) & (tgt < tile_lo + BLOCK_V) & (tgt < slab_lo + slab_width)
+        tl.atomic_max(col_max_ptr + (tgt - slab_lo), tl.full((BLOCK_N,), 1.0, tl.float32), mask=mine)
     onehot = (cols[None, :] == tgt[:, None]).to(tl.float32)
     grad_z = (scale * g)[:, None] * (onehot - prob)
     out = out_ptr + rows.to(tl.int64)[:, None] * stride_out_row + local.to(tl.int64)[None, :] * stride_out_col
@@ -336,32 +340,20 @@ def _compact_kept_columns_kernel(
     col_max_ptr,
     cols_ptr,
     count_ptr,
-    tgt_ptr,
-    target_dropped_ptr,
-    n_rows,
-    slab_lo,
     slab_width,
     threshold,
     BLOCK_V: tl.constexpr,
-    BLOCK_N: tl.constexpr,
 ):
     """One program per (chunk, slab) of the filtered backward, so that the host never waits for the kept count:
     cols[0:count] = the slab's columns with col_max ≥ ε in increasing order and count = their number (both stay on
-    the device, read by the two kernels below); target_dropped[i] = 1 for the chunk's tokens whose target lies in
-    this slab in a dropped column; col_max is reset to 0 for the next slab."""
+    the device, read by the two kernels below); col_max is reset to 0 for the next slab."""
     local = tl.arange(0, BLOCK_V)
     in_slab = local < slab_width
     kept = (tl.load(col_max_ptr + local, mask=in_slab, other=0.0) >= threshold) & in_slab
     position = tl.cumsum(kept.to(tl.int32), axis=0) - 1
     tl.store(cols_ptr + position, local, mask=kept)
     tl.store(count_ptr, tl.sum(kept.to(tl.int32), axis=0))
-    for r0 in range(0, n_rows, BLOCK_N):
-        rows = r0 + tl.arange(0, BLOCK_N)
-        tgt = tl.load(tgt_ptr + rows, mask=rows < n_rows, other=-1)
-        here = (rows < n_rows) & (tgt >= slab_lo) & (tgt < slab_lo + slab_width)
-        target_max = tl.load(col_max_ptr + (tgt - slab_lo), mask=here, other=0.0)
-        tl.store(target_dropped_ptr + rows, tl.full((BLOCK_N,), 1, tl.int8), mask=here & (target_max < threshold))
-    tl.debug_barrier()  # every read of col_max above precedes the reset
+    tl.debug_barrier()  # every load of col_max above precedes the reset
     tl.store(col_max_ptr + local, tl.zeros((BLOCK_V,), tl.float32), mask=in_slab)
 
 
@@ -501,12 +493,15 @@ def _load_tuning_from_environment() -> None:
         set_tuning(json.loads(open(path).read()))
 
 
-#: The defaults for 16-bit inputs on a GPU: the tuner's choice on an NVIDIA H200 (torch 2.11, Triton 3.6; N = 32768
-#: tokens at the Qwen2.5-0.5B / Qwen2.5-7B / Llama-3-8B shapes; llm/kernels/README.md has the measured times). The
-#: loop flags added since (FLATTEN, TMA, GROUP_ROWS) are off until a GPU run measures them: the tuner tries them.
+#: The defaults on a GPU: the tuner's choice on an NVIDIA H200 (torch 2.11, Triton 3.6; N = 32768 tokens at the
+#: Qwen2.5-0.5B / Qwen2.5-7B / Llama-3-8B shapes; llm/kernels/README.md has the measured times). Block sizes and the
+#: backward options apply to 16-bit inputs, as do the loop flags (flattened tile loop, TMA loads, automatic grouping of
+#: token blocks: ``tune --quick``, 2026-11-27, forward −21 % at 7B).
 GPU_DEFAULTS = dict(
-    forward=dict(BLOCK_N=128, BLOCK_V=256, BLOCK_H=64, num_warps=8, num_stages=3),
-    grad=dict(BLOCK_N=128, BLOCK_V=256, BLOCK_H=64, num_warps=8, num_stages=3),
+    forward=dict(
+        BLOCK_N=128, BLOCK_V=256, BLOCK_H=64, num_warps=8, num_stages=3, FLATTEN=True, TMA=True, GROUP_ROWS=-1
+    ),
+    grad=dict(BLOCK_N=128, BLOCK_V=256, BLOCK_H=64, num_warps=8, num_stages=3, TMA=True),
     gemm="torch",
     slab_vocab=8192,
     budget_mib=48,
@@ -520,15 +515,18 @@ def _tuned(dtype: torch.dtype) -> dict:
 
 
 def _tile_config(dtype: torch.dtype, kernel: str = "forward") -> dict:
-    """Block sizes: small under the interpreter (speed), tensor-core sized on a GPU; ``kernel`` ∈ {forward, grad};
-    plus the kernel's loop flags (:data:`_LOOP_FLAGS`, with their defaults). The interpreter keeps its small blocks but
-    takes the flags from :data:`TUNING`, so that the tests run the TMA path on CPU too."""
+    """Block sizes: small under the interpreter (speed), tensor-core sized on a GPU (tuned for 16-bit inputs, fixed
+    for fp32); ``kernel`` ∈ {forward, grad}. Plus the kernel's loop flags (:data:`_LOOP_FLAGS`): for 16-bit inputs on
+    a GPU from :data:`TUNING` over :data:`GPU_DEFAULTS`; for fp32 inputs and in the interpreter (which keeps its small
+    blocks, so that the tests run the flagged paths on CPU too) from :data:`TUNING` alone, else off — the defaults
+    were measured in bf16, and with TMA the fp32 kernels spill (``aot_check``: 255 registers, ≈ 350 B of stack)."""
     flags = dict(_LOOP_FLAGS[kernel])
+    chosen = _tuned(dtype) or TUNING
+    flags.update({k: v for k, v in chosen.get(kernel, {}).items() if k in flags})
     if _interpreted():
         config = dict(BLOCK_N=16, BLOCK_V=16, BLOCK_H=16)
-        flags.update({k: v for k, v in TUNING.get(kernel, {}).items() if k in flags})
     elif kernel in _tuned(dtype):
-        config = dict(_tuned(dtype)[kernel])
+        config = {k: v for k, v in _tuned(dtype)[kernel].items() if k not in flags}
     else:
         config = dict(BLOCK_N=64, BLOCK_V=64, BLOCK_H=32, num_warps=4, num_stages=3)  # fp32 inputs
     return {**flags, **config}
@@ -665,8 +663,13 @@ def backward_tiling(
     n_rows: int, width: int, vocab: int, itemsize: int, budget_bytes: int = 48 * 2**20, max_slab: int = 4096
 ):
     """(chunk_tokens, slab_vocab) for the backward: a slab of ≤ ``max_slab`` vocabulary columns and as many tokens
-    (multiple of 128, ≥ 128) as fit ``budget_bytes`` for the G slab (itemsize each) plus the fp32 [chunk, H]
-    accumulator."""
+    (multiple of 128, ≥ 128) as fit the budget for the G slab (itemsize each) plus the fp32 [chunk, H] accumulator.
+
+    The budget is ``budget_bytes`` × min(2, max(1, 2048 / H)): at small H a (chunk, slab) step holds little matrix
+    work for its fixed launches, so below H = 2048 the steps grow, up to twice. Measured on the H200 at Qwen2.5-0.5B
+    (H = 896, N = 32768; llm/kernels/README.md): 96 MiB against 48 cut the exact backward by ≈ 5–9 % and the filtered
+    one by ≈ 20 %, at 0.42 GiB peak (goal ≤ 0.5)."""
+    budget_bytes = int(budget_bytes * min(2.0, max(1.0, 2048 / width)))
     slab = min(vocab, max_slab)
     chunk = budget_bytes // (4 * width + itemsize * slab)
     chunk = max(128, (chunk // 128) * 128)
@@ -694,14 +697,13 @@ def triton_token_logprobs_backward(
 
     ``gemm`` ("triton" or "torch", default from :data:`TUNING`) picks the GEMM of the exact backward.
 
-    ``grad_filter`` = ε > 0: the rule of :mod:`~rdro.llm.kernels.torch_chunked` — in each token chunk, the softmax
-    part of the vocabulary columns where every scored token has p < ε is dropped. The grad kernel then writes Gᵀ and
-    each column's largest scored p; ``_compact_kept_columns_kernel`` lists the kept columns and their count on the
-    device, and the two kept-column kernels form ∂L/∂h and ∂L/∂W from those columns only, reading the count from
-    device memory; :func:`~rdro.llm.kernels.torch_chunked.add_target_gradients` (static shapes) gives the tokens
-    whose target column was dropped their target part — so the host never waits on the GPU. In a kept column the target and softmax parts are formed together in fp32 before
-    G's one rounding, as in the exact path (a confident token's s g (1 − p_y) must not become the difference of two
-    rounded numbers)."""
+    ``grad_filter`` = ε > 0: the rule of :mod:`~rdro.llm.kernels.torch_chunked` — in each token chunk, the vocabulary
+    columns where every scored token has p < ε and which are no scored token's target are dropped. The grad kernel
+    then writes Gᵀ and each column's largest scored p (1 at a target); ``_compact_kept_columns_kernel`` lists the kept
+    columns and their count on the device, and the two kept-column kernels form ∂L/∂h and ∂L/∂W from those columns
+    only, reading the count from device memory — so the host never waits on the GPU. Every target column being kept,
+    each token's target and softmax parts are formed together in fp32 before G's one rounding, as in the exact path
+    (a confident token's s g (1 − p_y) must not become the difference of two rounded numbers)."""
     n_rows, width = hidden.shape
     vocab = weight.shape[0]
     dev = hidden.device
@@ -732,8 +734,7 @@ def triton_token_logprobs_backward(
     if filtered:  # the kept columns of the current (chunk, slab) and their count, on the device
         kept_cols = torch.empty(max_slab, dtype=torch.int32, device=dev)
         kept_count = torch.empty(1, dtype=torch.int32, device=dev)
-        target_dropped = torch.empty(max_rows, dtype=torch.int8, device=dev)
-        compact_blocks = dict(BLOCK_V=triton.next_power_of_2(max_slab), BLOCK_N=16 if _interpreted() else 1024)
+        compact_blocks = dict(BLOCK_V=triton.next_power_of_2(max_slab))
         kept_blocks = _matmul_config(dtype)
     for c0 in range(0, n_rows, chunk_tokens):
         c1 = min(n_rows, c0 + chunk_tokens)
@@ -741,10 +742,8 @@ def triton_token_logprobs_backward(
         h_chunk = hidden[c0:c1]
         h_src, w_src, tma = _tma_sources(h_chunk, weight, cfg)
         chunk_targets = targets[c0:c1]
-        if filtered:
-            target_dropped[:rows].zero_()
-            if need_hidden:
-                acc_hidden[:rows].zero_()
+        if filtered and need_hidden:
+            acc_hidden[:rows].zero_()
         for s_idx, v0 in enumerate(range(0, vocab, slab_vocab)):
             v1 = min(vocab, v0 + slab_vocab)
             slab = v1 - v0
@@ -768,8 +767,7 @@ def triton_token_logprobs_backward(
                     matmul(grad_z.T, h_chunk, grad_weight[v0:v1], accumulate=c0 > 0)
                 continue
             _compact_kept_columns_kernel[(1,)](
-                col_max, kept_cols, kept_count, chunk_targets, target_dropped, rows, v0, slab, float(grad_filter),
-                **compact_blocks,
+                col_max, kept_cols, kept_count, slab, float(grad_filter), **compact_blocks,
             )  # fmt: skip
             mm = dict(PRECISION=precision, UPCAST=_upcast(dtype), **kept_blocks)
             if need_hidden:
@@ -782,11 +780,6 @@ def triton_token_logprobs_backward(
                 _kept_columns_grad_weight_kernel[grid](
                     grad_z, h_chunk, kept_cols, kept_count, grad_weight, rows, width, v0, **mm
                 )
-        if filtered:
-            add_target_gradients(
-                torch.where(target_dropped[:rows].bool(), float(logit_scale) * g[c0:c1], 0.0), h_chunk, weight,
-                chunk_targets, acc_hidden[:rows] if need_hidden else None, grad_weight, None,  # the bias sum has it
-            )  # fmt: skip
         if need_hidden:
             grad_hidden[c0:c1] = acc_hidden[:rows]
     grad_bias = grad_bias32.to(bias.dtype) if need_bias else None

@@ -29,7 +29,7 @@ import torch
 from rdro.llm.kernels.bench import ANCHOR_SHAPES, TINY_SHAPES, _sync, make_inputs
 from rdro.results import atomic_write_text
 
-#: The forward blocks the H200 tuning chose (GPU_DEFAULTS), and the loop flags added since, not yet timed.
+#: The forward blocks the H200 tuning chose (GPU_DEFAULTS), and the loop flags, each combination a candidate.
 _H200_BLOCKS = dict(BLOCK_N=128, BLOCK_V=256, BLOCK_H=64, num_warps=8, num_stages=3)
 LOOP_FLAG_CANDIDATES = [
     dict(FLATTEN=flatten, TMA=tma, GROUP_ROWS=group)

@@ -474,6 +474,32 @@ def test_bench_cpu_smoke_writes_results_with_matching_losses(tmp_path, capsys):
         bench.main(["logprobs", "--alpha", "1.5", "--out", str(out)])
 
 
+def test_bench_profile_counts_the_operators_of_one_method_per_step(tmp_path, capsys):
+    """``--profile 2``: per step, the operators (on CPU: aten ops; on a GPU: kernels) and their summed time, the largest
+    first; the full-logits step issues one matmul per forward (policy and reference) and two in the backward."""
+    import json
+
+    from rdro.llm.kernels import bench
+
+    out = tmp_path / "bench.json"
+    argv = ["logprobs", "--device", "cpu", "--shapes", "tiny-a", "--tokens", "32", "--seq-len", "8", "--methods"]
+    argv += ["naive", "rdro", "--reps", "1", "--warmup", "0", "--profile", "2", "--out", str(out)]
+    assert bench.main(argv) == 0
+    methods = json.loads(out.read_text())["cases"][0]["methods"]
+    for method in ("naive", "rdro"):
+        prof = methods[method]["profile"]
+        assert prof["steps"] == 2 and prof["busy_ms_per_step"] > 0
+        times = [k["ms_per_step"] for k in prof["top"]]
+        assert times == sorted(times, reverse=True) and prof["launches_per_step"] >= sum(
+            k["launches_per_step"] for k in prof["top"]
+        )
+    naive_ops = {k["name"]: k["launches_per_step"] for k in methods["naive"]["profile"]["top"]}
+    assert naive_ops.get("aten::mm") == 4, naive_ops
+    assert "profile:" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench.main(["logprobs", "--profile", "-1", "--out", str(out)])
+
+
 def test_tuner_picks_the_best_geometric_mean_ratio_among_complete_candidates():
     from rdro.llm.kernels.tune import _winner
 

@@ -231,6 +231,46 @@ def time_method(step, inputs, device, reps: int, warmup: int, alpha: float):
     return statistics.median(times), peak, float(loss)
 
 
+def profile_method(step, inputs, device, steps: int, alpha: float, top: int = 8) -> dict:
+    """Where one method's step time goes, from ``steps`` steps under torch.profiler: per step, the launches and the
+    summed device time of the GPU kernels (on CPU: the torch operators and their self time) and the largest ``top``
+    kernels (name, launches, ms). Compared with the un-profiled median step time this tells a GPU-bound step from a
+    launch-bound one (the profiler's own overhead makes the profiled wall time larger, so it is not reported)."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    h, w = inputs[0], inputs[1]
+    on_gpu = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
+    _sync(device)
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step(*inputs, alpha)
+            h.grad = w.grad = None
+        _sync(device)
+    totals: dict[str, list] = {}
+    for event in prof.events():
+        if on_gpu and event.device_type != DeviceType.CUDA:
+            continue
+        if not on_gpu and (event.device_type != DeviceType.CPU or not event.name.startswith("aten::")):
+            continue
+        duration_us = event.time_range.elapsed_us() if on_gpu else event.self_cpu_time_total
+        entry = totals.setdefault(event.name, [0, 0.0])
+        entry[0] += 1
+        entry[1] += duration_us
+    ranked = sorted(totals.items(), key=lambda item: -item[1][1])
+    return dict(
+        unit="GPU kernels" if on_gpu else "CPU torch operators (self time)",
+        steps=steps,
+        launches_per_step=sum(n for n, _ in totals.values()) / steps,
+        busy_ms_per_step=sum(us for _, us in totals.values()) / steps / 1e3,
+        top=[
+            dict(name=name[:80], launches_per_step=n / steps, ms_per_step=us / steps / 1e3)
+            for name, (n, us) in ranked[:top]
+        ],
+    )
+
+
 def gradient_differences(inputs, alpha: float, methods) -> dict:
     """{method: {"hidden": ‖∂h − ∂h_rdro‖ / ‖∂h_rdro‖, "weight": the same for ∂W}} for ``methods``, one step each."""
     h, w = inputs[0], inputs[1]
@@ -316,6 +356,15 @@ def ratio_table(cases: list[dict]) -> list[str]:
                 f"  {method:13s} {res['ms']:9.2f} ms  {mem:>12s}  {res['ms'] / case['floor_ms']:.2f}x floor  {others}"
                 f"{diff}"
             )
+            if res.get("profile"):
+                prof = res["profile"]
+                top = ", ".join(
+                    f"{k['name']} {k['ms_per_step']:.2f} ms ({k['launches_per_step']:.0f}×)" for k in prof["top"][:4]
+                )
+                lines.append(
+                    f"      profile: {prof['launches_per_step']:.0f} {prof['unit']} per step, busy {prof['busy_ms_per_step']:.2f} ms"
+                    f" ({prof['busy_ms_per_step'] / res['ms']:.0%} of the step); {top}"
+                )
     return lines
 
 
@@ -343,11 +392,17 @@ def parse_args(argv):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("results/bench_logprobs.json"))
     p.add_argument("--resume", action="store_true", help="keep cases already in --out and skip them")
+    p.add_argument(
+        "--profile", type=int, default=0, metavar="STEPS",
+        help="also profile STEPS steps of each method (torch.profiler): launches and busy time per step, top kernels",
+    )  # fmt: skip
     args = p.parse_args(argv)
     if not 0 < args.alpha < 1:
         p.error(f"--alpha must lie in (0, 1), got {args.alpha}")
     if args.reps < 1 or args.warmup < 0:
         p.error(f"--reps must be ≥ 1 and --warmup ≥ 0, got {args.reps} and {args.warmup}")
+    if args.profile < 0:
+        p.error(f"--profile must be ≥ 0 steps, got {args.profile}")
     if args.tokens and any(n < 1 for n in args.tokens):
         p.error(f"--tokens must be positive, got {args.tokens}")
     return args
@@ -418,6 +473,10 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 ms, gib, loss = time_method(STEPS[method], inputs, device, args.reps, args.warmup, args.alpha)
                 case["methods"][method] = dict(ms=ms, peak_gib=gib, loss=loss)
+                if args.profile:
+                    case["methods"][method]["profile"] = profile_method(
+                        STEPS[method], inputs, device, args.profile, args.alpha
+                    )
             except Exception as exc:  # an OOM or a library failure is a result to report, not a crash
                 case["methods"][method] = dict(ms=None, peak_gib=None, error=f"{type(exc).__name__}: {exc}"[:300])
                 rdro_failed |= method == "rdro"

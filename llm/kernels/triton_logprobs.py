@@ -397,7 +397,7 @@ def _kept_columns_grad_hidden_kernel(
             b = b.to(tl.float32)
         acc = tl.dot(a, b, acc, input_precision=PRECISION)
     out = acc_ptr + rm.to(tl.int64)[:, None] * width + rn[None, :]
-    mask = m_mask[:, None] & n_mask[None, :]
+    mask = m_mask[:, None] & n_mask[None, :] & (count > 0)  # nothing kept: no read-modify-write of acc either
     tl.store(out, acc + tl.load(out, mask=mask, other=0.0), mask=mask)
 
 

@@ -518,15 +518,27 @@ def test_every_tuner_candidate_is_a_valid_tuning():
     forward and (without FLATTEN and GROUP_ROWS, which only the forward has) as a grad configuration — so no candidate is lost to a
     validation error on the GPU."""
     from rdro.llm.kernels import triton_logprobs as tk
-    from rdro.llm.kernels.tune import FORWARD_CANDIDATES, LOOP_FLAG_CANDIDATES, QUICK_FORWARD_CANDIDATES
+    from rdro.llm.kernels.tune import (
+        FORWARD_CANDIDATES,
+        KEPT_CANDIDATES,
+        LOOP_FLAG_CANDIDATES,
+        QUICK_FORWARD_CANDIDATES,
+    )
 
     assert len(LOOP_FLAG_CANDIDATES) == 12 and all(c in FORWARD_CANDIDATES for c in QUICK_FORWARD_CANDIDATES)
+    assert KEPT_CANDIDATES[0] == tk._matmul_config(torch.bfloat16) or tk._interpreted()  # the default comes first
     saved = dict(tk.TUNING)
     try:
         for cfg in FORWARD_CANDIDATES + QUICK_FORWARD_CANDIDATES:
             grad = {k: v for k, v in cfg.items() if k not in ("FLATTEN", "GROUP_ROWS")}
             tk.set_tuning({"forward": cfg, "grad": {**grad, "TMA": True}})
             assert tk.TUNING["forward"] == cfg
+        for cfg in KEPT_CANDIDATES:
+            tk.set_tuning({"kept": cfg})
+            assert tk.TUNING["kept"] == cfg
+        for bad in ({**cfg, "BLOCK_M": 96}, {**cfg, "num_warps": 0}, {"BLOCK_M": 64}, {**cfg, "TMA": True}):
+            with pytest.raises(ValueError, match="kept"):
+                tk.set_tuning({"kept": bad})
     finally:
         tk.set_tuning(saved)
 

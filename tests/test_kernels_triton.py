@@ -167,8 +167,9 @@ def test_triton_loop_flags_match_the_plain_kernels_and_float64(dtype, case, monk
 @in_this_process
 @pytest.mark.skipif(not INTERPRETED, reason="a CPU smoke run of the tuner; on a GPU gpu_check.sh runs the real one")
 def test_tuner_quick_run_end_to_end_in_the_interpreter(tmp_path):
-    """``tune --quick`` on CPU (interpreter, a tiny shape): every candidate runs without error, the five forward
-    flag settings and TMA on/off in the backward are timed, and the chosen tuning is valid for set_tuning."""
+    """``tune --quick`` and ``tune --kept`` on CPU (interpreter, tiny shapes): every candidate runs without error, the
+    five forward flag settings and TMA on/off in the backward (``--kept``: every kept-column GEMM candidate at both
+    shapes) are timed, and the chosen tuning is valid for set_tuning."""
     import json
 
     from rdro.llm.kernels import triton_logprobs as tk
@@ -188,6 +189,20 @@ def test_tuner_quick_run_end_to_end_in_the_interpreter(tmp_path):
     assert len(report["forward_ms"]) == 5 and len(report["backward_ms"]) == 2
     assert chosen["forward"] in tune.QUICK_FORWARD_CANDIDATES
     assert chosen["grad"]["TMA"] in (False, True) and chosen["gemm"] == tk.GPU_DEFAULTS["gemm"]
+    # --kept: the kept-column GEMM blocks in the filtered backward on LM-like inputs (in the interpreter every
+    # candidate runs the interpreter's own blocks: this checks the plumbing, not the ranking)
+    try:
+        args = ["--kept", "--device", "cpu", "--shapes", "tiny-a", "tiny-b", "--tokens", "64", "--reps", "1"]
+        assert tune.main([*args, "--out", str(out), "--report", str(report_path)]) == 0
+        chosen = json.loads(out.read_text())
+        tk.set_tuning(chosen)
+    finally:
+        tk.set_tuning(saved)
+    report = json.loads(report_path.read_text())
+    assert report["errors"] == {} and report["inputs"] == "lm"
+    assert len(report["kept_ms"]) == len(tune.KEPT_CANDIDATES)
+    assert all(set(times) == {"tiny-a", "tiny-b"} for times in report["kept_ms"].values())
+    assert list(chosen) == ["kept"] and chosen["kept"] in tune.KEPT_CANDIDATES
 
 
 @in_this_process
@@ -221,6 +236,33 @@ def test_triton_grad_filter_matches_float64_with_the_same_dropped_columns():
         hidden.cpu(), weight.cpu(), bias.cpu(), targets.cpu(), 0.7, g.cpu(), eps, torch.arange(n) // chunk, keep
     )
     assert {(0, 39), (0, 79), (0, 86), (1, 39), (1, 86)} <= kept_as_targets  # the last column of slabs, both chunks
+    for name, a, b in zip(("hidden", "weight", "bias"), got, want):
+        torch.testing.assert_close(a.double().cpu(), b, rtol=1e-4, atol=1e-4, msg=lambda m, name=name: f"{name}: {m}")
+
+
+@in_this_process
+def test_triton_grad_filter_with_a_slab_that_keeps_nothing():
+    """A middle slab whose columns all have p < ε and hold no target keeps no column in any chunk (count 0): the
+    kept-column kernels must leave ∂h's accumulator of the slabs before it as it was."""
+    gen = torch.Generator().manual_seed(5)
+    n, width, vocab, chunk, slab, eps = 20, 9, 60, 16, 20, 0.05
+    hidden = torch.randn(n, width, generator=gen).to(DEVICE)
+    weight = torch.randn(vocab, width, generator=gen).to(DEVICE)
+    bias = torch.zeros(vocab).to(DEVICE)
+    weight[20:40], bias[20:40] = 0.0, -8.0  # the middle slab: p ≈ e^-8 / 40 everywhere
+    targets = torch.cat([torch.randint(0, 20, (10,), generator=gen), torch.randint(40, 60, (10,), generator=gen)])
+    targets = targets.to(DEVICE)
+    g = torch.randn(n, generator=gen).to(DEVICE)
+    _, lse = triton_token_logprobs(hidden, weight, bias, targets, 1.0, -100)
+    got = triton_token_logprobs_backward(
+        g, hidden, weight, bias, targets, lse, 1.0, -100, True, True, True, chunk_tokens=chunk, slab_vocab=slab,
+        grad_filter=eps,
+    )  # fmt: skip
+    *want, keep = filtered_reference_grads(
+        hidden.cpu(), weight.cpu(), bias.cpu(), targets.cpu(), 1.0, g.cpu(), eps, torch.arange(n) // chunk,
+        torch.arange(vocab),
+    )  # fmt: skip
+    assert not keep[:, 20:40].any() and keep[:, :20].any() and keep[:, 40:].any()
     for name, a, b in zip(("hidden", "weight", "bias"), got, want):
         torch.testing.assert_close(a.double().cpu(), b, rtol=1e-4, atol=1e-4, msg=lambda m, name=name: f"{name}: {m}")
 

@@ -117,22 +117,28 @@ def kernel_builds(dtype: torch.dtype) -> list[tuple]:
                 )
             )
     kept = f"gt_ptr:*{x} cols_ptr:*i32 count_ptr:*i32 n_rows:i32 width:i32 slab_lo:i32"
-    builds.append(
-        (
-            tk._kept_columns_grad_hidden_kernel,
-            types(f"{kept} w_ptr:*{x} acc_ptr:*fp32"),
-            dict(**gemm, **math_flags),
-            gemm_opts,
+    kept_configs = [(gemm, gemm_opts)]
+    if dtype != torch.float32:  # and every candidate of `tune --kept` (16-bit inputs only)
+        from rdro.llm.kernels.tune import KEPT_CANDIDATES
+
+        kept_configs += [split(c) for c in KEPT_CANDIDATES if split(c) != (gemm, gemm_opts)]
+    for blocks, opts in kept_configs:
+        builds.append(
+            (
+                tk._kept_columns_grad_hidden_kernel,
+                types(f"{kept} w_ptr:*{x} acc_ptr:*fp32"),
+                dict(**blocks, **math_flags),
+                opts,
+            )
         )
-    )
-    builds.append(
-        (
-            tk._kept_columns_grad_weight_kernel,
-            types(f"{kept} h_ptr:*{x} grad_w_ptr:*{x}"),
-            dict(**gemm, **math_flags),
-            gemm_opts,
+        builds.append(
+            (
+                tk._kept_columns_grad_weight_kernel,
+                types(f"{kept} h_ptr:*{x} grad_w_ptr:*{x}"),
+                dict(**blocks, **math_flags),
+                opts,
+            )
         )
-    )
     return builds
 
 
@@ -220,6 +226,10 @@ def main(argv=None) -> int:
                     for k, v in constexprs.items()
                     if k in ("FLATTEN", "TMA", "GROUP_ROWS", "COLUMN_MAX")
                 )
+                if "BLOCK_M" in constexprs:  # a GEMM: its blocks, warps and stages
+                    flags = "{BLOCK_M}×{BLOCK_N}×{BLOCK_K}".format(**constexprs) + " w{num_warps} s{num_stages}".format(
+                        **{"num_warps": "?", "num_stages": "?", **options}
+                    )
                 label = f"sm_{arch} {_TRITON_TYPE[dtype]:>4} {kernel.__name__}" + (f" [{flags}]" if flags else "")
                 start = time.perf_counter()
                 try:

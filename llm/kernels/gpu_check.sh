@@ -4,6 +4,8 @@
 #   2. (only when asked: STEPS="2 ...") a quick tuning (python -m rdro.llm.kernels.tune --quick): the loop flags on or
 #      off, timed at the three anchor shapes; the later steps use its choice (STEPS="2full ..." runs the full tuning
 #      instead: block sizes, backward GEMM, slab width). The defaults are the H200's choice of 2026-11-27;
+#   2kept. (only when asked) python -m rdro.llm.kernels.tune --kept: the blocks of the filtered backward's two
+#      kept-column GEMMs, timed on LM-like inputs; merged into tuning.json for the later steps;
 #   1. correctness of the compiled Triton kernels at real vocabulary sizes;
 #   3. `rdro bench logprobs` (exact and gradient-filtered) beside naive, Liger-Kernel and cut-cross-entropy;
 #   4. `rdro benchmark throughput`: rdro's trainer vs TRL KTOTrainer (± Liger) on the Qwen2.5-0.5B architecture;
@@ -14,8 +16,8 @@
 # Usage: bash llm/kernels/gpu_check.sh [OUT_DIR]. Optional wheels (Liger-Kernel, cut-cross-entropy, trl, ...) in
 # .whl/ at the repository root are installed first. STEPS="3 4" runs only those steps (default "1 3 4 5"; the
 # order of the steps is fixed). Each step has its own time limit; one failing step does not stop the others.
-# Everything lands in OUT_DIR: log, tuning.json, tuning_report.json, bench_logprobs.json, trainer_throughput.json,
-# bench_logprobs_lm.json.
+# Everything lands in OUT_DIR: log, tuning.json, tuning_report.json, tuning_kept_report.json, bench_logprobs.json,
+# trainer_throughput.json, bench_logprobs_lm.json (at most 7 files: the device tool returns 8).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT_DIR="${1:-${OUT:-results}}"
@@ -47,6 +49,20 @@ if want 2 || want 2full; then
   timeout "$(want 2full && echo 300 || echo 120)" "$PY" -m rdro.llm.kernels.tune $(want 2full || echo --quick) \
     --out "$OUT_DIR/tuning.json" --report "$OUT_DIR/tuning_report.json" 2>&1 | tee -a "$LOG"
   [ -s "$OUT_DIR/tuning.json" ] && export RDRO_TRITON_TUNING="$OUT_DIR/tuning.json"
+fi
+if want 2kept; then
+  step "2kept tuning of the filtered backward's kept-column GEMM blocks (LM-like inputs)"
+  timeout 150 "$PY" -m rdro.llm.kernels.tune --kept --out "$OUT_DIR/tuning_kept.json" \
+    --report "$OUT_DIR/tuning_kept_report.json" 2>&1 | tee -a "$LOG"
+  if [ -s "$OUT_DIR/tuning_kept.json" ]; then  # merged into tuning.json (with step 2's choice, if any), for the later steps
+    "$PY" -c "
+import json, os, sys
+merged = json.load(open(sys.argv[1])) if os.path.exists(sys.argv[1]) else {}
+merged.update(json.load(open(sys.argv[2])))
+json.dump(merged, open(sys.argv[1], 'w'), indent=1)
+" "$OUT_DIR/tuning.json" "$OUT_DIR/tuning_kept.json" && rm "$OUT_DIR/tuning_kept.json" \
+      && export RDRO_TRITON_TUNING="$OUT_DIR/tuning.json"
+  fi
 fi
 if want 1; then
   step "1 correctness at model vocabulary sizes (tuning: ${RDRO_TRITON_TUNING:-defaults})"

@@ -397,7 +397,8 @@ def _kept_columns_grad_hidden_kernel(
             b = b.to(tl.float32)
         acc = tl.dot(a, b, acc, input_precision=PRECISION)
     out = acc_ptr + rm.to(tl.int64)[:, None] * width + rn[None, :]
-    mask = m_mask[:, None] & n_mask[None, :] & (count > 0)  # nothing kept: no read-modify-write of acc either
+    rows_written = tl.where(count > 0, n_rows, 0)  # nothing kept: no read-modify-write of acc either
+    mask = (rm < rows_written)[:, None] & n_mask[None, :]
     tl.store(out, acc + tl.load(out, mask=mask, other=0.0), mask=mask)
 
 
@@ -452,11 +453,14 @@ def _kept_columns_grad_weight_kernel(
 #: Block sizes and backward options measured on a GPU (``rdro.llm.kernels.tune``), for bf16/fp16 inputs on CUDA.
 #: Keys: "forward" and "grad" (tile blocks of the fused kernels: BLOCK_N, BLOCK_V, BLOCK_H, num_warps, num_stages),
 #: "gemm" ("triton": the Triton GEMM below; "torch": cuBLAS through torch), "slab_vocab", "budget_mib" (backward
-#: buffer budget). A missing key keeps the built-in default. The environment variable RDRO_TRITON_TUNING may name a
+#: buffer budget), "kept" (blocks of the filtered backward's kept-column GEMMs: BLOCK_M, BLOCK_N, BLOCK_K, num_warps,
+#: num_stages). A missing key keeps the built-in default. The environment variable RDRO_TRITON_TUNING may name a
 #: JSON file with such a dict (read at import), which is how the tuner hands its choice to the benchmark.
 TUNING: dict = {}
-_TUNING_KEYS = {"forward", "grad", "gemm", "slab_vocab", "budget_mib"}
+_TUNING_KEYS = {"forward", "grad", "gemm", "slab_vocab", "budget_mib", "kept"}
 _BLOCK_KEYS = {"BLOCK_N", "BLOCK_V", "BLOCK_H", "num_warps", "num_stages"}
+#: tuning["kept"]: the blocks of the filtered backward's two kept-column GEMM kernels (default: :func:`_matmul_config`)
+_GEMM_KEYS = {"BLOCK_M", "BLOCK_N", "BLOCK_K", "num_warps", "num_stages"}
 #: Optional loop flags of the tile kernels in tuning["forward"] / tuning["grad"], with their defaults.
 _LOOP_FLAGS = {"forward": {"FLATTEN": False, "TMA": False, "GROUP_ROWS": 0}, "grad": {"TMA": False}}
 
@@ -475,6 +479,16 @@ def set_tuning(tuning: dict) -> None:
         group = tuning.get(key, {}).get("GROUP_ROWS", 0)
         if not (isinstance(group, int) and not isinstance(group, bool) and group >= -1):
             raise ValueError(f"tuning[{key!r}]['GROUP_ROWS'] must be an int ≥ -1 (-1: auto), got {group!r}")
+    kept = tuning.get("kept")
+    if kept is not None and not (
+        isinstance(kept, dict)
+        and set(kept) == _GEMM_KEYS
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in kept.values())
+        and all(kept[k] >= 16 and kept[k] & (kept[k] - 1) == 0 for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
+    ):
+        raise ValueError(
+            f"tuning['kept'] must map {sorted(_GEMM_KEYS)} to positive ints (block sizes powers of two ≥ 16), got {kept!r}"
+        )
     if tuning.get("gemm", "triton") not in ("triton", "torch"):
         raise ValueError(f"tuning['gemm'] must be 'triton' or 'torch', got {tuning['gemm']!r}")
     for key in ("slab_vocab", "budget_mib"):
@@ -735,7 +749,7 @@ def triton_token_logprobs_backward(
         kept_cols = torch.empty(max_slab, dtype=torch.int32, device=dev)
         kept_count = torch.empty(1, dtype=torch.int32, device=dev)
         compact_blocks = dict(BLOCK_V=triton.next_power_of_2(max_slab))
-        kept_blocks = _matmul_config(dtype)
+        kept_blocks = {**_matmul_config(dtype), **tuned.get("kept", {})}
     for c0 in range(0, n_rows, chunk_tokens):
         c1 = min(n_rows, c0 + chunk_tokens)
         rows = c1 - c0

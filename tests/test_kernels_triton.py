@@ -175,34 +175,49 @@ def test_tuner_quick_run_end_to_end_in_the_interpreter(tmp_path):
     from rdro.llm.kernels import triton_logprobs as tk
     from rdro.llm.kernels import tune
 
-    out, report_path = tmp_path / "tuning.json", tmp_path / "report.json"
-    saved = dict(tk.TUNING)
-    try:
-        args = ["--quick", "--device", "cpu", "--shapes", "tiny-a", "--tokens", "64", "--reps", "1"]
-        assert tune.main([*args, "--out", str(out), "--report", str(report_path)]) == 0
-        chosen = json.loads(out.read_text())
-        tk.set_tuning(chosen)
-    finally:
-        tk.set_tuning(saved)
-    report = json.loads(report_path.read_text())
+    def run_tuner(*mode_and_shapes: str) -> tuple[dict, dict]:
+        """(chosen tuning, report) of one CPU tuner run; the chosen tuning must pass set_tuning."""
+        out, report_path = tmp_path / "tuning.json", tmp_path / "report.json"
+        args = [*mode_and_shapes, "--device", "cpu", "--tokens", "64", "--reps", "1"]
+        saved = dict(tk.TUNING)
+        try:
+            assert tune.main([*args, "--out", str(out), "--report", str(report_path)]) == 0
+            chosen = json.loads(out.read_text())
+            tk.set_tuning(chosen)
+        finally:
+            tk.set_tuning(saved)
+        return chosen, json.loads(report_path.read_text())
+
+    chosen, report = run_tuner("--quick", "--shapes", "tiny-a")
     assert report["errors"] == {}
     assert len(report["forward_ms"]) == 5 and len(report["backward_ms"]) == 2
     assert chosen["forward"] in tune.QUICK_FORWARD_CANDIDATES
     assert chosen["grad"]["TMA"] in (False, True) and chosen["gemm"] == tk.GPU_DEFAULTS["gemm"]
     # --kept: the kept-column GEMM blocks in the filtered backward on LM-like inputs (in the interpreter every
     # candidate runs the interpreter's own blocks: this checks the plumbing, not the ranking)
-    try:
-        args = ["--kept", "--device", "cpu", "--shapes", "tiny-a", "tiny-b", "--tokens", "64", "--reps", "1"]
-        assert tune.main([*args, "--out", str(out), "--report", str(report_path)]) == 0
-        chosen = json.loads(out.read_text())
-        tk.set_tuning(chosen)
-    finally:
-        tk.set_tuning(saved)
-    report = json.loads(report_path.read_text())
+    chosen, report = run_tuner("--kept", "--shapes", "tiny-a", "tiny-b")
     assert report["errors"] == {} and report["inputs"] == "lm"
     assert len(report["kept_ms"]) == len(tune.KEPT_CANDIDATES)
     assert all(set(times) == {"tiny-a", "tiny-b"} for times in report["kept_ms"].values())
     assert list(chosen) == ["kept"] and chosen["kept"] in tune.KEPT_CANDIDATES
+
+
+def _filtered_backward_matches_float64(hidden, weight, bias, targets, g, scale, eps, chunk, slab) -> torch.Tensor:
+    """The Triton filtered backward (token chunks of ``chunk``, slabs of ``slab`` columns) against the float64
+    emulation of the rule; returns the emulation's kept [N, V] map."""
+    _, lse = triton_token_logprobs(hidden, weight, bias, targets, scale, -100)
+    got = triton_token_logprobs_backward(
+        g, hidden, weight, bias, targets, lse, scale, -100, True, True, True, chunk_tokens=chunk, slab_vocab=slab,
+        grad_filter=eps,
+    )  # fmt: skip
+    n, vocab = hidden.shape[0], weight.shape[0]
+    *want, keep = filtered_reference_grads(
+        hidden.cpu(), weight.cpu(), bias.cpu(), targets.cpu(), scale, g.cpu(), eps, torch.arange(n) // chunk,
+        torch.arange(vocab),
+    )  # fmt: skip
+    for name, a, b in zip(("hidden", "weight", "bias"), got, want):
+        torch.testing.assert_close(a.double().cpu(), b, rtol=1e-4, atol=1e-4, msg=lambda m, name=name: f"{name}: {m}")
+    return keep
 
 
 @in_this_process
@@ -222,22 +237,12 @@ def test_triton_grad_filter_matches_float64_with_the_same_dropped_columns():
     weight[[39, 79, 86]] = 0.0  # the last column of each slab: logit 0.7 × (−6), p < ε in every chunk
     bias[[39, 79, 86]] = -6.0
     g = torch.randn(n, generator=gen).to(DEVICE)
-    _, lse = triton_token_logprobs(hidden, weight, bias, targets, 0.7, -100)
-    got = triton_token_logprobs_backward(
-        g, hidden, weight, bias, targets, lse, 0.7, -100, True, True, True, chunk_tokens=chunk, slab_vocab=slab,
-        grad_filter=eps,
-    )  # fmt: skip
-    *want, keep = filtered_reference_grads(
-        hidden.cpu(), weight.cpu(), bias.cpu(), targets.cpu(), 0.7, g.cpu(), eps, torch.arange(n) // chunk,
-        torch.arange(vocab),
-    )  # fmt: skip
+    keep = _filtered_backward_matches_float64(hidden, weight, bias, targets, g, 0.7, eps, chunk, slab)
     assert 0.05 < keep.double().mean() < 0.95  # some columns dropped, some kept
     kept_as_targets = columns_kept_only_as_targets(
         hidden.cpu(), weight.cpu(), bias.cpu(), targets.cpu(), 0.7, g.cpu(), eps, torch.arange(n) // chunk, keep
     )
     assert {(0, 39), (0, 79), (0, 86), (1, 39), (1, 86)} <= kept_as_targets  # the last column of slabs, both chunks
-    for name, a, b in zip(("hidden", "weight", "bias"), got, want):
-        torch.testing.assert_close(a.double().cpu(), b, rtol=1e-4, atol=1e-4, msg=lambda m, name=name: f"{name}: {m}")
 
 
 @in_this_process
@@ -253,18 +258,8 @@ def test_triton_grad_filter_with_a_slab_that_keeps_nothing():
     targets = torch.cat([torch.randint(0, 20, (10,), generator=gen), torch.randint(40, 60, (10,), generator=gen)])
     targets = targets.to(DEVICE)
     g = torch.randn(n, generator=gen).to(DEVICE)
-    _, lse = triton_token_logprobs(hidden, weight, bias, targets, 1.0, -100)
-    got = triton_token_logprobs_backward(
-        g, hidden, weight, bias, targets, lse, 1.0, -100, True, True, True, chunk_tokens=chunk, slab_vocab=slab,
-        grad_filter=eps,
-    )  # fmt: skip
-    *want, keep = filtered_reference_grads(
-        hidden.cpu(), weight.cpu(), bias.cpu(), targets.cpu(), 1.0, g.cpu(), eps, torch.arange(n) // chunk,
-        torch.arange(vocab),
-    )  # fmt: skip
+    keep = _filtered_backward_matches_float64(hidden, weight, bias, targets, g, 1.0, eps, chunk, slab)
     assert not keep[:, 20:40].any() and keep[:, :20].any() and keep[:, 40:].any()
-    for name, a, b in zip(("hidden", "weight", "bias"), got, want):
-        torch.testing.assert_close(a.double().cpu(), b, rtol=1e-4, atol=1e-4, msg=lambda m, name=name: f"{name}: {m}")
 
 
 @in_this_process

@@ -22,11 +22,11 @@ Gradient filtering (``grad_filter`` = ε > 0, off by default): in each token chu
 every scored token (g_i ≠ 0) has p_iv < ε and which are no scored token's target are dropped from G, and the gradient
 matmuls run on the kept columns only (gathered). A dropped column holds only softmax parts −s g_i p_iv, each below
 s |g_i| ε; every target part s g_i e_{y_i} lies in a kept column, formed there with its softmax part as in the exact
-backward. The Triton path applies the same rule per its own token
-chunk. The error in ∂L/∂h_i is at most s |g_i| Σ_{v dropped} p_iv ‖W_v‖, small when the probability mass below ε is;
-the bias gradient stays exact. The idea of skipping gradient entries below ε is cut-cross-entropy's (its default ε
-for bf16 is 2^-12); its unit is a token × vocabulary tile, which on a trained LM's distributions almost never has
-every entry below ε (``python -m rdro.llm.kernels.filter_report`` measures both), hence columns here.
+backward. The Triton path applies the same rule per its own token chunk. The error in ∂L/∂h_i is at most
+s |g_i| Σ_{v dropped} p_iv ‖W_v‖, small when the probability mass below ε is; the bias gradient stays exact. The
+idea of skipping gradient entries below ε is cut-cross-entropy's (its default ε for bf16 is 2^-12); its unit is a
+token × vocabulary tile, which on a trained LM's distributions almost never has every entry below ε
+(``python -m rdro.llm.kernels.filter_report`` measures both), hence columns here.
 
 All functions here work on flattened inputs: hidden [N, H], weight [V, H], bias [V] or None, targets [N] int64.
 """

@@ -533,7 +533,7 @@ def _tile_config(dtype: torch.dtype, kernel: str = "forward") -> dict:
     for fp32); ``kernel`` ∈ {forward, grad}. Plus the kernel's loop flags (:data:`_LOOP_FLAGS`): for 16-bit inputs on
     a GPU from :data:`TUNING` over :data:`GPU_DEFAULTS`; for fp32 inputs and in the interpreter (which keeps its small
     blocks, so that the tests run the flagged paths on CPU too) from :data:`TUNING` alone, else off — the defaults
-    were measured in bf16, and with TMA the fp32 kernels spill (``aot_check``: 255 registers, ≈ 350 B of stack)."""
+    were measured in bf16, and with TMA the fp32 kernels spill (``aot_check``: 255 registers, 330–480 B of stack)."""
     flags = dict(_LOOP_FLAGS[kernel])
     chosen = _tuned(dtype) or TUNING
     flags.update({k: v for k, v in chosen.get(kernel, {}).items() if k in flags})
@@ -681,8 +681,8 @@ def backward_tiling(
 
     The budget is ``budget_bytes`` × min(2, max(1, 2048 / H)): at small H a (chunk, slab) step holds little matrix
     work for its fixed launches, so below H = 2048 the steps grow, up to twice. Measured on the H200 at Qwen2.5-0.5B
-    (H = 896, N = 32768; llm/kernels/README.md): 96 MiB against 48 cut the exact backward by ≈ 5–9 % and the filtered
-    one by ≈ 20 %, at 0.42 GiB peak (goal ≤ 0.5)."""
+    (H = 896, N = 32768; two runs, llm/kernels/README.md): the whole step took 77.7 ms at 96 MiB against 81.2–85.1 ms
+    at 48, at 0.42 GiB peak (goal ≤ 0.5)."""
     budget_bytes = int(budget_bytes * min(2.0, max(1.0, 2048 / width)))
     slab = min(vocab, max_slab)
     chunk = budget_bytes // (4 * width + itemsize * slab)

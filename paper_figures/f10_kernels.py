@@ -33,7 +33,9 @@ INFO = FigureInfo(
         "gradient, policy log-probs with gradient, RDRO loss, backward), at the anchor LM-head shapes and token "
         "counts N. (a) Median step time; black ticks: the matmul floor 8·N·H·V / peak. (b) Peak GPU memory above "
         "the inputs. Read from the saved GPU results file named in the metadata; missing bars: method not installed "
-        "or failed (its error is in the file)."
+        "or failed (its error is in the file). The inputs are named in the title: the anchors' random inputs give a "
+        "near-uniform softmax, which flatters any ε-filter of the backward (rdro-filtered, cut-cross-entropy); "
+        "`rdro bench logprobs --inputs lm` draws next-token distributions like a trained LM's instead."
     ),
     claims=(),
     compute_version=1,
@@ -174,7 +176,10 @@ def draw(results: dict):
     cases = sorted(d["cases"], key=lambda c: (c["hidden"] * c["vocab"], c["tokens"]))
     methods = [m for m in METHOD_COLORS if any(c["methods"].get(m, {}).get("ms") is not None for c in cases)]
     meta = d["meta"]
-    title = f"{INFO.title} — {meta.get('device')}, {meta.get('dtype')}"
+    inputs = {"anchor": "the anchors' random inputs", "lm": "LM-like inputs"}.get(
+        meta.get("inputs"), meta.get("inputs")
+    )
+    title = f"{INFO.title} — {meta.get('device')}, {meta.get('dtype')}" + (f", {inputs}" if inputs else "")
     fig, (ax_t, ax_m) = new_figure(2, title=title, panel_size=(max(4.5, 1.1 * len(cases) + 1.5), 3.6))
     x = np.arange(len(cases))
     width = 0.8 / max(len(methods), 1)

@@ -146,7 +146,8 @@ def test_vocabulary_tiles_match_reference():
 def filtered_reference_grads(hidden, weight, bias, targets, scale, g, eps, row_group, col_group):
     """float64 gradients with the filtering rule applied by hand: the softmax part of G is dropped on the
     (row group × column group) blocks where every scored token (g ≠ 0) has p < eps and none has its target; the
-    target part and the bias gradient stay exact. row_group [N] / col_group [V]: the block index of each token / vocabulary column."""
+    target part and the bias gradient stay exact. row_group [N] / col_group [V]: the block index of each token /
+    vocabulary column."""
     h, w = hidden.double(), weight.double()
     z = scale * (h @ w.T + (0 if bias is None else bias.double()))
     p = torch.softmax(z, dim=-1)
@@ -515,8 +516,8 @@ def test_tuner_picks_the_best_geometric_mean_ratio_among_complete_candidates():
 
 def test_every_tuner_candidate_is_a_valid_tuning():
     """Each forward candidate (full and --quick) and each loop-flag combination passes set_tuning's checks, as a
-    forward and (without FLATTEN and GROUP_ROWS, which only the forward has) as a grad configuration — so no candidate is lost to a
-    validation error on the GPU."""
+    forward and (without FLATTEN and GROUP_ROWS, which only the forward has) as a grad configuration, and each
+    ``--kept`` candidate as kept-column GEMM blocks — so no candidate is lost to a validation error on the GPU."""
     from rdro.llm.kernels import triton_logprobs as tk
     from rdro.llm.kernels.tune import (
         FORWARD_CANDIDATES,

@@ -188,7 +188,8 @@ def probability_statistics(p: torch.Tensor, eps: float, targets: torch.Tensor):
 
 def input_statistics(h, w, targets, eps: float, rows: int = 1024) -> dict:
     """On the first ``rows`` scored tokens: mean next-token entropy (nats), the share of vocabulary columns with some
-    p ≥ ``eps`` (what ``rdro-filtered`` keeps in a chunk of that size) and the mean probability mass below ``eps``."""
+    p ≥ ``eps`` or some token's target (what ``rdro-filtered`` keeps in a chunk of that size) and the mean probability
+    mass below ``eps``."""
     scored = targets.reshape(-1) != -100
     flat = h.detach().reshape(-1, h.shape[-1])[scored][:rows]
     p = torch.softmax(flat.float() @ w.detach().float().T, dim=-1)

@@ -10,9 +10,10 @@
 #   3. `rdro bench logprobs` (exact and gradient-filtered) beside naive, Liger-Kernel and cut-cross-entropy;
 #   4. `rdro benchmark throughput`: rdro's trainer vs TRL KTOTrainer (± Liger) on the Qwen2.5-0.5B architecture;
 #   5. the full Triton correctness sweep (slow tests included; it sets its own tuning where it tests the flags);
-#   6. (only when asked: STEPS="... 6") the benchmark again on LM-like inputs (--inputs lm; N = 32768), the naive
-#      full-logits path included as the arbiter (on the H200, cut-cross-entropy's losses there disagreed with rdro's),
-#      each method also profiled (--profile 3: kernel launches and GPU busy time per step, the largest kernels).
+#   6. (only when asked: STEPS="... 6") the benchmark again on LM-like inputs (--inputs lm; N = 32768), with the naive
+#      full-logits path as a third opinion (on the H200, cut-cross-entropy's losses there disagreed with rdro's; naive
+#      rounds the logits to bf16, so it is no exact arbiter), each method also profiled (--profile 3: kernel launches
+#      and GPU busy time per step, the largest kernels).
 # Usage: bash llm/kernels/gpu_check.sh [OUT_DIR]. Optional wheels (Liger-Kernel, cut-cross-entropy, trl, ...) in
 # .whl/ at the repository root are installed first. STEPS="3 4" runs only those steps (default "1 3 4 5"; the
 # order of the steps is fixed). Each step has its own time limit; one failing step does not stop the others.
@@ -84,7 +85,7 @@ if want 5; then
 fi
 if want 6; then
   step "6 bench logprobs on LM-like inputs"
-  timeout 150 "$PY" -m rdro.llm.kernels.bench logprobs --inputs lm --tokens 32768 --methods rdro rdro-filtered naive liger cce --profile 3 \
+  timeout 240 "$PY" -m rdro.llm.kernels.bench logprobs --inputs lm --tokens 32768 --methods rdro rdro-filtered naive liger cce --profile 3 \
     --out "$OUT_DIR/bench_logprobs_lm.json" --reps 10 --warmup 3 2>&1 | grep -v "it/s\]$" | tee -a "$LOG"
 fi
 step done

@@ -534,13 +534,13 @@ def _tile_config(dtype: torch.dtype, kernel: str = "forward") -> dict:
     a GPU from :data:`TUNING` over :data:`GPU_DEFAULTS`; for fp32 inputs and in the interpreter (which keeps its small
     blocks, so that the tests run the flagged paths on CPU too) from :data:`TUNING` alone, else off — the defaults
     were measured in bf16, and with TMA the fp32 kernels spill (``aot_check``: 255 registers, 330–480 B of stack)."""
+    tuned = _tuned(dtype)
     flags = dict(_LOOP_FLAGS[kernel])
-    chosen = _tuned(dtype) or TUNING
-    flags.update({k: v for k, v in chosen.get(kernel, {}).items() if k in flags})
+    flags.update({k: v for k, v in (tuned or TUNING).get(kernel, {}).items() if k in flags})
     if _interpreted():
         config = dict(BLOCK_N=16, BLOCK_V=16, BLOCK_H=16)
-    elif kernel in _tuned(dtype):
-        config = {k: v for k, v in _tuned(dtype)[kernel].items() if k not in flags}
+    elif kernel in tuned:
+        config = {k: v for k, v in tuned[kernel].items() if k not in flags}
     else:
         config = dict(BLOCK_N=64, BLOCK_V=64, BLOCK_H=32, num_warps=4, num_stages=3)  # fp32 inputs
     return {**flags, **config}

@@ -196,9 +196,12 @@ def main(argv: list[str] | None = None) -> int:
                 break
         print(f"forward {i}: {name} {forward.get(name)}", flush=True)
     best_forward = json.loads(_winner(forward) or json.dumps(tk.GPU_DEFAULTS["forward"]))
-    best_blocks = {k: v for k, v in best_forward.items() if k not in ("FLATTEN", "TMA", "GROUP_ROWS")}
-    grad_candidates = [FORWARD_CANDIDATES[0]] + ([best_blocks] if best_blocks != FORWARD_CANDIDATES[0] else [])
-    grad_candidates += [c for c in (tk.GPU_DEFAULTS["grad"],) if c not in grad_candidates]
+    # grad-kernel blocks to try (each with TMA off and on): the earlier default, the forward's winner, the GPU default
+    grad_candidates = []
+    for cfg in (FORWARD_CANDIDATES[0], best_forward, tk.GPU_DEFAULTS["grad"]):
+        blocks = {k: v for k, v in cfg.items() if k in tk._BLOCK_KEYS}
+        if blocks not in grad_candidates:
+            grad_candidates.append(blocks)
     grad_candidates = [{**c, "TMA": tma} for c in grad_candidates for tma in (False, True)]
     gemms, slabs = GEMMS, SLABS
     if args.quick:

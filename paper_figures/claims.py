@@ -14,7 +14,8 @@ __all__ = ["CLAIMS", "claim_statement", "claim_numbers_in"]
 CLAIMS: dict[int, str] = {
     1: (
         "Boundedness: r_α ≤ 1/α for all p+, p−; sup g → ∞ as the supports separate while sup r_α stays 1/α. "
-        "RDRO's loss gradient in t stays ≤ 1 in magnitude; DDRO's grows without bound as e^t → 1/μ."
+        "RDRO's loss gradient in t stays ≤ 1 in magnitude; DDRO's [reconstructed loss] grows without bound as "
+        "e^t → 1/μ."
     ),
     2: (
         "Consistency: with data from known distributions the RDRO estimate converges to log r_α "
@@ -32,11 +33,13 @@ CLAIMS: dict[int, str] = {
     ),
     5: (
         "Misspecification: when preferences are not Bradley–Terry, DPO/KTO optima differ from p+ while "
-        "RDRO and DDRO recover it; the gap persists as n grows."
+        "RDRO and DDRO [reconstructed loss] recover it; the gap persists as n grows. (Tested in E5 for DPO against "
+        "a Bradley–Terry control; the unpaired rows of RDRO, DDRO and KTO have the same law under either rule, and "
+        "KTO, whose loss has no finite minimiser there, is reported after a fixed number of steps.)"
     ),
     6: (
-        "Training dynamics: on a real (small) LM, DDRO's log-ratios and gradient norms spike or diverge "
-        "while RDRO's preferred log-ratios saturate near log(1/α); stabilised DDRO may show smaller "
+        "Training dynamics: on a real (small) LM, DDRO's [reconstructed loss] log-ratios and gradient norms "
+        "spike or diverge while RDRO's preferred log-ratios saturate near log(1/α); stabilised DDRO may show smaller "
         "gradient norms than RDRO."
     ),
 }

@@ -34,7 +34,7 @@ INFO = FigureInfo(
         "seeds."
     ),
     claims=(1,),
-    compute_version=1,
+    compute_version=2,
 )
 
 CURVE_SHIFTS = (0.5, 1.0, 2.0, 4.0, 8.0)

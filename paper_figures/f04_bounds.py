@@ -31,7 +31,7 @@ INFO = FigureInfo(
         "grows with it."
     ),
     claims=(3,),
-    compute_version=1,
+    compute_version=2,
 )
 
 

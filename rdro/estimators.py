@@ -25,7 +25,7 @@ class                      target    method
 :class:`KLIEP`             g         KL importance estimation (Sugiyama et al. 2008)
 :class:`LogisticRatio`     g         logistic-regression classifier, g = (n−/n+)·odds
 :class:`RelativeLogisticRatio`  r_α  the RDRO loss itself (:func:`rdro.losses.rdro_loss`)
-:class:`BregmanRatio`      g         DDRO's Bregman loss (:func:`rdro.losses.ddro_loss`)
+:class:`BregmanRatio`      g         DDRO's Bregman loss (:func:`rdro.losses.bregman_ratio_loss`)
 =========================  ========  ===================================================
 
 Shared pieces, written once: :func:`gaussian_kernel` (the feature map of every estimator),
@@ -38,12 +38,13 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
+import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rdro.losses import ddro_loss, rdro_loss
+from rdro.losses import DIVERGENCES, bregman_ratio_loss, rdro_loss
 from rdro.ratios import check_fraction, log_relative_ratio
 
 __all__ = [
@@ -502,7 +503,8 @@ def _newton_minimise(loss, Phi, preferred, lam, start, max_iter, tol=1e-10):
     H = Φ̃ᵀ diag(max(d₂, 0)) Φ̃ + 2λ I_w (+ a 1e-10 ridge on the intercept), Φ̃ = [Φ, 1], which is
     positive definite, so the step is a descent direction even where a loss is not convex in s
     (DDRO's LSIF loss on log g). Armijo backtracking; stops when the Newton decrement falls below
-    ``tol`` or after ``max_iter`` steps. All in float64.
+    ``tol`` or after ``max_iter`` steps, and with a ``RuntimeWarning`` when the step overflows. All in
+    float64.
     """
     Phi1 = np.hstack([Phi, np.ones((Phi.shape[0], 1))])
     Phi1_t = torch.from_numpy(Phi1)
@@ -523,9 +525,18 @@ def _newton_minimise(loss, Phi, preferred, lam, start, max_iter, tol=1e-10):
         d1, d2 = d1.detach().numpy(), d2.numpy()
         grad = Phi1.T @ d1 + ridge * params * (np.arange(params.size) < params.size - 1)
         H = (Phi1 * np.maximum(d2, 0.0)[:, None]).T @ Phi1 + np.diag(ridge)
-        step = -np.linalg.solve(H, grad)
-        decrement = -float(grad @ step)
-        if not np.isfinite(decrement) or decrement < tol:
+        with np.errstate(over="ignore", invalid="ignore"):
+            step = -np.linalg.solve(H, grad)
+            decrement = -float(grad @ step)
+        if not np.isfinite(decrement):
+            warnings.warn(
+                "Newton fit stopped: the gradient or Newton step overflowed (the loss may be unbounded below "
+                "on this model, e.g. DDRO's LSIF loss on linear features); the estimate is not a minimiser",
+                RuntimeWarning,
+                stacklevel=5,
+            )
+            break
+        if decrement < tol:
             break
         eta = 1.0
         while eta > 1e-10:
@@ -717,25 +728,25 @@ class RelativeLogisticRatio(_LogRatioRiskMinimizer):
         return self._t(s)
 
 
-DDRO_MU = 0.5
-
-
 class BregmanRatio(_LogRatioRiskMinimizer):
-    """DDRO-style plain-ratio estimator: the Bregman density-ratio loss of :func:`rdro.losses.ddro_loss`
-    ([reconstructed], shared/method.md §3) on a log-linear model of g.
+    """DDRO-style plain-ratio estimator: the Bregman density-ratio loss of DDRO
+    (:func:`rdro.losses.bregman_ratio_loss`, [reconstructed], shared/method.md §3) on a log-linear
+    model of g.
 
     The model is the log of the *ordinary* ratio, s(x) = log ĝ(x) = φ(x)ᵀw + w₀, so ĝ = e^s has no
     pole (unlike DDRO's LM parameterisation g_θ = (1 − μ)e^t/(1 − μe^t), which diverges as
-    e^t → 1/μ). To reuse the one implementation of the loss, s is passed to ``ddro_loss`` through
-    the inverse of that parameterisation, t = log r_μ(g) = s − log(μ e^s + 1 − μ) (μ = ½;
-    ddro_loss maps t back to log g = s exactly, so μ does not change the estimator). Minimised:
+    e^t → 1/μ); s goes into the loss directly, which is exact for any finite s. Minimised:
 
         L_f(ĝ) = Ê_{p−}[f'(ĝ) ĝ − f(ĝ)] − Ê_{p+}[f'(ĝ)]  + λ‖w‖²   (``reduction="per_class"``)
 
     with ``divergence`` f ∈ {``"logistic"``, ``"lsif"``, ``"kliep"``}; its pointwise minimiser is
     g = p+/p−. ``predict`` returns ĝ = e^s, ``predict_log`` s. σ, λ by K-fold CV of the held-out
     L_f; ``features`` as in :class:`LogisticRatio`. With ``divergence="logistic"`` this is the
-    class-balanced logistic regression (compare :class:`LogisticRatio`).
+    class-balanced logistic regression (compare :class:`LogisticRatio`). With ``"lsif"`` the
+    empirical risk is unbounded below whenever the model can raise s on numerator rows more than on
+    denominator rows (−ĝ = −e^s outgrows λ‖w‖²): with linear features as soon as a numerator row
+    lies beyond every denominator row, with Gaussian features for small λ and few rows. The fit
+    then stops with a ``RuntimeWarning`` where e^s overflows, and is not a minimiser.
     """
 
     relative = False
@@ -761,13 +772,12 @@ class BregmanRatio(_LogRatioRiskMinimizer):
         self.random_state = random_state
 
     def _validate_fit_inputs(self, X_num, X_den):
-        if self.divergence not in ("logistic", "lsif", "kliep"):
-            raise ValueError(f"divergence must be one of ('logistic', 'lsif', 'kliep'), got {self.divergence!r}")
+        if self.divergence not in DIVERGENCES:
+            raise ValueError(f"divergence must be one of {DIVERGENCES}, got {self.divergence!r}")
         return super()._validate_fit_inputs(X_num, X_den)
 
     def _loss(self, s, preferred):
-        t = log_relative_ratio(s, torch.zeros_like(s), DDRO_MU)
-        return ddro_loss(t, preferred, DDRO_MU, divergence=self.divergence, reduction="per_class")
+        return bregman_ratio_loss(s, preferred, self.divergence, reduction="per_class")
 
     def _log_ratio(self, s):
         return s

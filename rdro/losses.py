@@ -7,7 +7,11 @@ Every objective here is written on the sequence log-ratio
 (the *sum* over completion tokens, no β, no length normalisation) and, for the
 unpaired losses, a boolean tensor ``preferred`` [B] (True for a preferred row,
 False for a non-preferred one). The toy simulations and the LLM trainer call
-these same functions.
+these same functions. DDRO's Bregman loss [reconstructed] is also available on
+log g directly (``bregman_ratio_loss``, used by ``ddro_loss`` after its model
+``ddro_log_ratio`` and by the plain-ratio estimator ``rdro.estimators.BregmanRatio``),
+with its gradient in t in closed form (``ddro_log_abs_grad``), exact where t
+itself has rounded to the pole.
 
 Numerics: every loss is computed in float32 (or float64 when given float64)
 through softplus / log-sigmoid forms, so values and gradients stay finite for
@@ -38,6 +42,8 @@ __all__ = [
     "rdro_loss_grad",
     "ddro_loss",
     "ddro_log_ratio",
+    "ddro_log_abs_grad",
+    "bregman_ratio_loss",
     "kto_loss",
     "kto_reference_point",
     "bco_loss",
@@ -95,6 +101,13 @@ def _check_reduction(reduction: str) -> str:
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     return reduction
+
+
+def _softplus(t: torch.Tensor) -> torch.Tensor:
+    """softplus(t) = log(1 + e^t), exact for every t in the computation dtype: −log σ(−t), which torch
+    evaluates as max(t, 0) + log1p(e^−|t|) (``F.softplus`` instead returns t itself beyond t = 20,
+    off by e^−20 ≈ 2e-9 in float64); its derivative is σ(t), also without the cut."""
+    return -F.logsigmoid(-t)
 
 
 def _check_positive(value, name: str) -> float:
@@ -156,7 +169,12 @@ def _reduce(
     ``per_class`` with ``dataset_preferred_fraction`` π+ (the class balance of the data the batch is
     drawn from) weights preferred rows by 1/(π+ B) and non-preferred rows by 1/((1 − π+) B): an
     unbiased estimate of the same sum of class means that also works for batches holding one class
-    only (small micro-batches)."""
+    only (small micro-batches). With ``pooled`` or ``none`` it would have no effect: ValueError."""
+    if dataset_preferred_fraction is not None and reduction != "per_class":
+        raise ValueError(
+            f"dataset_preferred_fraction applies to reduction='per_class' only (it weights the two class "
+            f"means), got it with reduction={reduction!r}; pass None"
+        )
     if reduction == "none":
         return per_row
     if reduction == "pooled":
@@ -222,8 +240,8 @@ def rdro_loss(
     reduction = _check_reduction(reduction)
     a = _resolve_fraction(alpha, preferred, "alpha")
     t = logratio.to(_compute_dtype(logratio))
-    sp_pos = F.softplus(t)
-    sp_neg = F.softplus(-t)
+    sp_pos = _softplus(t)
+    sp_neg = _softplus(-t)
     per_row = torch.where(preferred, sp_neg + a * sp_pos, (1.0 - a) * sp_pos)
     return _reduce(per_row, preferred, reduction, dataset_preferred_fraction)
 
@@ -251,11 +269,65 @@ def ddro_log_ratio(logratio: torch.Tensor, mu: float) -> torch.Tensor:
 
         g_θ = (1 − μ) e^t / (1 − μ e^t),   log g_θ = log(1 − μ) + t − log(1 − μ e^t)
 
-    obtained by reading π_ref = μ p+ + (1 − μ) p− with π_θ standing for p+. It
-    diverges as e^t → 1/μ and is undefined beyond (NaN is returned there).
+    obtained by reading π_ref = μ p+ + (1 − μ) p− with π_θ standing for p+ (the inverse of
+    t = log r_μ(g)). It diverges as e^t → 1/μ: +∞ at t = log(1/μ) (computed as −log μ) and NaN
+    beyond, where the model is undefined.
     """
     u = logratio + math.log(mu)  # log(μ e^t); must be < 0
     return math.log1p(-mu) + logratio - torch.log(-torch.expm1(u))
+
+
+def _bregman_rows(log_g: torch.Tensor, preferred: torch.Tensor, divergence: str) -> torch.Tensor:
+    """Per-row Bregman loss of :func:`bregman_ratio_loss` as a function of s = log g (no checks).
+
+    Each class's branch sees only its own rows' s (0 elsewhere), so an overflowing e^s in the branch
+    a row does not use cannot turn its gradient into 0 · ∞ = NaN."""
+    zero = torch.zeros((), dtype=log_g.dtype, device=log_g.device)
+    s_pos, s_neg = torch.where(preferred, log_g, zero), torch.where(preferred, zero, log_g)
+    if divergence == "logistic":
+        return torch.where(preferred, _softplus(-s_pos), _softplus(s_neg))
+    if divergence == "lsif":  # 1 − g and (g² − 1)/2 (through exp, not expm1, so the gradients are exact)
+        return torch.where(preferred, 1.0 - torch.exp(s_pos), 0.5 * (torch.exp(2.0 * s_neg) - 1.0))
+    return torch.where(preferred, -s_pos, torch.exp(s_neg))  # kliep: −log g and g
+
+
+def _check_divergence(divergence: str) -> str:
+    if divergence not in DIVERGENCES:
+        raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
+    return divergence
+
+
+def bregman_ratio_loss(
+    log_g: torch.Tensor,
+    preferred: torch.Tensor,
+    divergence: str = "logistic",
+    reduction: str = "per_class",
+    dataset_preferred_fraction=None,
+):
+    """The Bregman density-ratio loss on s = log g, a model of the ordinary ratio g = p+/p− — DDRO's
+    loss in the **[reconstructed]** form of shared/method.md §3 (:func:`ddro_loss` is this loss after
+    its model ``ddro_log_ratio``). With f strictly convex::
+
+        L_f(g) = E_{p−}[ f'(g) g − f(g) ] − E_{p+}[ f'(g) ]
+
+    whose pointwise minimiser is g = p+/p−. Per row (preferred: −f'(g); non-preferred:
+    f'(g) g − f(g)), for ``divergence``:
+
+      - ``"logistic"``: f(u) = u log u − (1 + u) log(1 + u):
+        preferred softplus(−s), non-preferred softplus(s);
+      - ``"lsif"``: f(u) = (u − 1)²/2: preferred −(g − 1), non-preferred (g² − 1)/2;
+      - ``"kliep"``: f(u) = u log u − u: preferred −s, non-preferred g.
+
+    Every term is evaluated from s directly (g = e^s), so it is exact for any finite s (g² of LSIF
+    overflows beyond s ≈ 354 in float64, 44 in float32). ``reduction``: ``"per_class"`` (default:
+    the sum of the two class means, the sample version of L_f; with ``dataset_preferred_fraction``
+    the reweighted form of :func:`rdro_loss`), ``"pooled"`` (mean over rows) or ``"none"``.
+    """
+    _check_logratio(log_g, "log_g")
+    preferred = _check_preferred(preferred, log_g)
+    reduction = _check_reduction(reduction)
+    rows = _bregman_rows(log_g.to(_compute_dtype(log_g)), preferred, _check_divergence(divergence))
+    return _reduce(rows, preferred, reduction, dataset_preferred_fraction)
 
 
 def ddro_loss(
@@ -271,48 +343,63 @@ def ddro_loss(
     """DDRO's Bregman density-ratio loss on the ordinary ratio g = p+/p− — a **[reconstructed]**
     form (see shared/method.md §3); it does not claim fidelity to the DDRO paper.
 
-    Model: g_θ = (1 − μ) e^t / (1 − μ e^t) (:func:`ddro_log_ratio`). With f strictly convex,
-    the Bregman objective is::
-
-        L_f(g) = E_{p−}[ f'(g) g − f(g) ] − E_{p+}[ f'(g) ]
-
-    whose pointwise minimiser is g = p+/p−. Per row (preferred: −f'(g); non-preferred:
-    f'(g) g − f(g)), for ``divergence``:
-
-      - ``"logistic"``: f(u) = u log u − (1 + u) log(1 + u):
-        preferred softplus(−log g), non-preferred softplus(log g);
-      - ``"lsif"``: f(u) = (u − 1)²/2: preferred −(g − 1), non-preferred (g² − 1)/2;
-      - ``"kliep"``: f(u) = u log u − u: preferred −log g, non-preferred g.
+    Model: g_θ = (1 − μ) e^t / (1 − μ e^t) (:func:`ddro_log_ratio`); loss:
+    :func:`bregman_ratio_loss` of log g_θ, L_f(g) = E_{p−}[f'(g) g − f(g)] − E_{p+}[f'(g)], per row
+    (preferred / non-preferred) for ``divergence``: ``"logistic"`` softplus(−log g) / softplus(log g);
+    ``"lsif"`` −(g − 1) / (g² − 1)/2; ``"kliep"`` −log g / g. Its pointwise minimiser is
+    g = p+/p−, i.e. e^t = r_μ.
 
     ``stabilize=False`` is the raw form: values and gradients grow without bound as
-    e^t → 1/μ, and rows with t ≥ log(1/μ) give NaN (the model is undefined there).
+    e^t → 1/μ; at t = log(1/μ) exactly log g = +∞ and a row's loss is ±∞ (0 for a preferred
+    logistic row), and rows with t > log(1/μ) give NaN (the model is undefined there).
     ``stabilize=True`` is the heuristic stabiliser reconstructed as clipping
     t ≤ log(1/μ) − ``clip_margin`` (zero gradient above the clip).
 
-    ``reduction``: ``"per_class"`` (default: the sum of the two class means, the
-    sample version of L_f; with ``dataset_preferred_fraction`` the unbiased reweighted form of
-    :func:`rdro_loss`, valid for one-class batches), ``"pooled"`` (mean over rows) or ``"none"``.
+    ``reduction``: ``"per_class"`` (default), ``"pooled"`` or ``"none"``, with
+    ``dataset_preferred_fraction`` as in :func:`bregman_ratio_loss`.
     ``mu``: the mixture weight of p+ in π_ref, in (0, 1), or ``"auto"``.
     """
     _check_logratio(logratio)
     preferred = _check_preferred(preferred, logratio)
     reduction = _check_reduction(reduction)
-    if divergence not in DIVERGENCES:
-        raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
+    divergence = _check_divergence(divergence)
     m = _resolve_fraction(mu, preferred, "mu")
     t = logratio.to(_compute_dtype(logratio))
     if stabilize:
         margin = _check_positive(clip_margin, "clip_margin")
         t = torch.clamp(t, max=-math.log(m) - margin)
-    log_g = ddro_log_ratio(t, m)
+    rows = _bregman_rows(ddro_log_ratio(t, m), preferred, divergence)
+    return _reduce(rows, preferred, reduction, dataset_preferred_fraction)
+
+
+def ddro_log_abs_grad(log_g: torch.Tensor, preferred: torch.Tensor, mu: AlphaLike, divergence: str = "logistic"):
+    """log |dℓ/dt| per row of the raw :func:`ddro_loss` [reconstructed], in closed form from s = log g_θ(t)::
+
+        dℓ/dt = dℓ/ds · ds/dt,    ds/dt = 1/(1 − μ e^t) = 1 + μ g/(1 − μ)
+
+        log |dℓ/ds|:  logistic  preferred log σ(−s),  non-preferred log σ(s)
+                      lsif      preferred s,          non-preferred 2s
+                      kliep     preferred 0,          non-preferred s
+
+    (dℓ/dt < 0 for preferred rows, > 0 for non-preferred ones). Written on log g because near the
+    pole t = log r_μ(g) = log(1/μ) − O(1/g) carries no digits of 1 − μ e^t once log g ≳ 35 in
+    float64, so differentiating the loss at t gives artefacts there; from s the result is accurate
+    for every finite s. It is a logarithm because |dℓ/dt| itself (≈ e^{2s} for LSIF) overflows.
+    ``mu`` in (0, 1) or ``"auto"``; ``log_g`` [B] finite, ``preferred`` [B] boolean.
+    """
+    _check_logratio(log_g, "log_g")
+    preferred = _check_preferred(preferred, log_g)
+    divergence = _check_divergence(divergence)
+    m = _resolve_fraction(mu, preferred, "mu")
+    s = log_g.to(_compute_dtype(log_g))
+    log_ds_dt = _softplus(s + math.log(m / (1.0 - m)))  # log(1 + μ g/(1 − μ))
     if divergence == "logistic":
-        per_row = torch.where(preferred, F.softplus(-log_g), F.softplus(log_g))
+        log_dl_ds = torch.where(preferred, F.logsigmoid(-s), F.logsigmoid(s))
     elif divergence == "lsif":
-        g = torch.exp(log_g)
-        per_row = torch.where(preferred, -(g - 1.0), 0.5 * (g * g - 1.0))
+        log_dl_ds = torch.where(preferred, s, 2.0 * s)
     else:  # kliep
-        per_row = torch.where(preferred, -log_g, torch.exp(log_g))
-    return _reduce(per_row, preferred, reduction, dataset_preferred_fraction)
+        log_dl_ds = torch.where(preferred, torch.zeros_like(s), s)
+    return log_dl_ds + log_ds_dt
 
 
 # ---------------------------------------------------------------------------

@@ -1,5 +1,9 @@
 """``rdro verify``: run the known-truth experiments E1–E6 and print claim / statistic / value / threshold / PASS-FAIL.
 
+A statistic starting "sanity:" marks a check that cannot fail in practice (it restates a closed form,
+or its margin is orders of magnitude); values an experiment reports without a threshold (such as how
+loose E3's bound is) are listed after the table.
+
 Usage::
 
     rdro verify [--quick] [--only E2,E4] [--jobs N] [--cache-dir DIR] [--force] [--no-progress]
@@ -58,6 +62,15 @@ def _print_table(results) -> None:
             print("  ".join("-" * w for w in widths))
 
 
+def _print_reported(results) -> None:
+    """Summary values an experiment reports without a threshold (summary rows with a ``reported`` text)."""
+    rows = [(res.name, row) for res in results for row in res.summary if row.get("reported")]
+    if rows:
+        print("\nreported, not thresholded:")
+        for name, row in rows:
+            print(f"{name:<4}  {row['reported']}: {_format_value(row['mean'])}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``rdro verify``; returns the exit status."""
     parser = argparse.ArgumentParser(prog="rdro verify", description=__doc__.split("\n")[0])
@@ -97,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(res)
     print()
     _print_table(results)
+    _print_reported(results)
     failed = [r.name for r in results if not r.passed]
     wall = time.perf_counter() - start
     cpu = (

@@ -343,3 +343,27 @@ def test_predict_checks_its_input():
         est.predict_log(np.array([[0.0, np.nan]]))
     with pytest.raises(ValueError, match="all samples coincide"):
         median_distance(np.ones((5, 2)))
+
+
+def test_bregman_ratio_fits_log_g_beyond_35():
+    """KLIEP's Bregman loss on a linear s = log ĝ, nearly separated samples: the fitted (w, w₀) is a
+    stationary point of Ê_{p−}[e^s] − Ê_{p+}[s] + λw² (gradient written out in numpy float64), although
+    s reaches far beyond 35, where a round trip through t = log r_μ(e^s) used to lose every digit."""
+    rng = np.random.default_rng(0)
+    X_num, X_den = rng.normal(8.0, 1.0, size=(200, 1)), rng.normal(0.0, 1.0, size=(200, 1))
+    lam = 0.1
+    est = BregmanRatio(divergence="kliep", features="linear", lambda_grid=[lam]).fit(X_num, X_den)
+    s_num = X_num[:, 0] * est.coef_[0] + est.intercept_
+    s_den = X_den[:, 0] * est.coef_[0] + est.intercept_
+    assert s_num.max() > 60.0 and np.all(np.isfinite(est.predict_log(X_num)))
+    grad_w = -X_num[:, 0].mean() + (X_den[:, 0] * np.exp(s_den)).mean() + 2 * lam * est.coef_[0]
+    grad_b = -1.0 + np.exp(s_den).mean()
+    assert abs(grad_w) < 1e-6 and abs(grad_b) < 1e-6
+
+
+def test_bregman_lsif_on_linear_features_warns_when_unbounded():
+    # −ĝ = −e^s on numerator rows beyond every denominator row outgrows λw²: no minimiser, a warning
+    rng = np.random.default_rng(1)
+    X_num, X_den = rng.normal(4.0, 1.0, size=(100, 1)), rng.normal(0.0, 1.0, size=(100, 1))
+    with pytest.warns(RuntimeWarning, match="Newton fit stopped"):
+        BregmanRatio(divergence="lsif", features="linear", lambda_grid=[0.1], n_folds=2).fit(X_num, X_den)

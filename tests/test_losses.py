@@ -441,3 +441,150 @@ def test_per_class_with_dataset_fraction_is_unbiased_and_accepts_one_class_batch
     assert ddro_w == pytest.approx(ddro_all)
     with pytest.raises(ValueError, match="dataset_preferred_fraction"):
         rdro_loss(t, pref, 0.4, "per_class", dataset_preferred_fraction=1.0)
+
+
+# ---------------------------------------------------------------------------
+# exactness in float64 far from 0: softplus beyond |t| = 20, DDRO/Bregman at large log g
+# (references in mpmath at 60 digits, written from the formulas, not from rdro.losses)
+# ---------------------------------------------------------------------------
+
+mp = pytest.importorskip("mpmath")
+mp.mp.dps = 60
+
+
+def mp_softplus(t):
+    return mp.log1p(mp.exp(mp.mpf(t)))
+
+
+def mp_sigmoid(t):
+    return 1 / (1 + mp.exp(-mp.mpf(t)))
+
+
+def mp_bregman(g, f):
+    """(f'(g), f''(g), f(g)) of the Bregman generators of method.md §3."""
+    if f == "lsif":
+        return g - 1, mp.mpf(1), (g - 1) ** 2 / 2
+    if f == "kliep":
+        return mp.log(g), 1 / g, g * mp.log(g) - g
+    return mp.log(g / (1 + g)), 1 / (g * (1 + g)), g * mp.log(g) - (1 + g) * mp.log(1 + g)
+
+
+def mp_bregman_row(s, preferred, f):
+    """Row loss and d(loss)/ds at s = log g: preferred −f'(g), non-preferred f'(g) g − f(g)."""
+    g = mp.exp(mp.mpf(s))
+    fp, fpp, fv = mp_bregman(g, f)
+    if preferred:
+        return -fp, -fpp * g
+    return fp * g - fv, fpp * g * g
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.39, 0.9])
+def test_rdro_values_and_gradients_exact_in_float64_beyond_20(alpha):
+    t = np.array([-60.0, -35.0, -25.0, -20.5, -1.0, 0.0, 3.0, 20.5, 25.0, 35.0, 60.0])
+    for cls in (True, False):
+        tt_ = tt(t).requires_grad_()
+        rows = rdro_loss(tt_, torch.full((t.size,), cls), alpha, reduction="none")
+        rows.sum().backward()
+        if cls:
+            ref = [mp_softplus(-x) + alpha * mp_softplus(x) for x in t]
+            dref = [(1 + alpha) * mp_sigmoid(x) - 1 for x in t]
+        else:
+            ref = [(1 - alpha) * mp_softplus(x) for x in t]
+            dref = [(1 - alpha) * mp_sigmoid(x) for x in t]
+        np.testing.assert_allclose(rows.detach().numpy(), np.array(ref, dtype=float), rtol=1e-14, atol=0)
+        np.testing.assert_allclose(tt_.grad.numpy(), np.array(dref, dtype=float), rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("f", ["logistic", "lsif", "kliep"])
+def test_bregman_ratio_loss_is_exact_for_large_log_g(f):
+    s = np.array([-60.0, -36.0, -5.0, 0.0, 0.7, 5.0, 20.0, 36.0, 45.0, 60.0])
+    for cls in (True, False):
+        st_ = tt(s).requires_grad_()
+        rows = losses.bregman_ratio_loss(st_, torch.full((s.size,), cls), f, reduction="none")
+        rows.sum().backward()
+        ref = [mp_bregman_row(x, cls, f) for x in s]
+        assert torch.isfinite(rows).all() and torch.isfinite(st_.grad).all()
+        np.testing.assert_allclose(rows.detach().numpy(), [float(v) for v, _ in ref], rtol=1e-12, atol=1e-300)
+        np.testing.assert_allclose(st_.grad.numpy(), [float(d) for _, d in ref], rtol=1e-12, atol=1e-300)
+    # ddro_loss is this loss after its model: the same rows at t with log g = ddro_log_ratio(t)
+    t, pref = sample_batch(2, scale=1.0)
+    t = np.minimum(t, -math.log(0.3) - 0.05)
+    log_g = losses.ddro_log_ratio(tt(t), 0.3)
+    np.testing.assert_allclose(
+        ddro_loss(tt(t), tb(pref), 0.3, divergence=f, reduction="none").numpy(),
+        losses.bregman_ratio_loss(log_g, tb(pref), f, reduction="none").numpy(),
+        rtol=0,
+        atol=0,
+    )
+
+
+def mp_ddro_grad_from_t(log_g, preferred, mu, f):
+    """dℓ/dt of raw DDRO written on t: with t = log r_μ(g) at 60 digits, dℓ/dt = dℓ/dg · dg/dt,
+    dg/dt = g / (1 − μ e^t), dℓ/dg = −f''(g) (preferred) or g f''(g) (non-preferred)."""
+    with mp.workdps(40 + int(log_g / 2)):  # 1 − μ e^t ≈ e^−log g: enough digits to resolve it
+        g = mp.exp(mp.mpf(log_g))
+        t = mp.log(g / (mu * g + 1 - mu))
+        _, fpp, _ = mp_bregman(g, f)
+        dl_dg = -fpp if preferred else g * fpp
+        return dl_dg * g / (1 - mu * mp.exp(t))
+
+
+@pytest.mark.parametrize("f", ["logistic", "lsif", "kliep"])
+@pytest.mark.parametrize("mu", [0.3, 0.5])
+def test_ddro_log_abs_grad_matches_autograd_and_high_precision(f, mu):
+    pole = -math.log(mu)
+    # moderate log g: float64 autograd through ddro_loss at t is accurate there
+    t = np.concatenate([np.linspace(-5.0, pole - 1e-2, 40), pole - np.logspace(-2, -6, 9)])
+    log_g = losses.ddro_log_ratio(tt(t), mu)
+    for cls in (True, False):
+        pref = torch.full((t.size,), cls)
+        t_ = tt(t).requires_grad_()
+        ddro_loss(t_, pref, mu, divergence=f, reduction="none").sum().backward()
+        closed = losses.ddro_log_abs_grad(log_g, pref, mu, f).numpy()
+        np.testing.assert_allclose(np.exp(closed), np.abs(t_.grad.numpy()), rtol=1e-8)
+    # large log g, where t = log r_μ(g) rounds to the pole in float64: against 60-digit arithmetic on t
+    big = np.array([10.0, 20.0, 35.0, 40.0, 60.0, 200.0])
+    for cls in (True, False):
+        pref = torch.full((big.size,), cls)
+        got = losses.ddro_log_abs_grad(tt(big), pref, mu, f).numpy()
+        ref = [float(mp.log(abs(mp_ddro_grad_from_t(x, cls, mu, f)))) for x in big]
+        np.testing.assert_allclose(got, ref, rtol=1e-13, atol=1e-13)  # log values; 0 for μ = ½ logistic
+        if not cls:  # non-preferred rows: |dℓ/dt| grows without bound in log g
+            assert np.all(np.diff(got) > 1.0)
+
+
+def test_ddro_raw_is_infinite_at_the_pole_and_nan_beyond():
+    mu = 0.4
+    t = tt([-math.log(mu)] * 2 + [-math.log(mu) + 1e-9] * 2)  # at t = log(1/μ), then just beyond
+    pref = tb([True, False, True, False])
+    assert losses.ddro_log_ratio(t[:1], mu).item() == math.inf
+    expected_at_pole = {"logistic": (0.0, math.inf), "lsif": (-math.inf, math.inf), "kliep": (-math.inf, math.inf)}
+    for f, (at_pref, at_nonpref) in expected_at_pole.items():
+        rows = ddro_loss(t, pref, mu, divergence=f, reduction="none")
+        assert rows[0].item() == at_pref and rows[1].item() == at_nonpref
+        assert math.isnan(rows[2].item()) and math.isnan(rows[3].item())
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (
+            lambda: rdro_loss(T, P, 0.5, reduction="pooled", dataset_preferred_fraction=0.5),
+            "dataset_preferred_fraction",
+        ),
+        (lambda: rdro_loss(T, P, 0.5, reduction="none", dataset_preferred_fraction=0.5), "dataset_preferred_fraction"),
+        (
+            lambda: ddro_loss(T, P, 0.5, reduction="pooled", dataset_preferred_fraction=0.5),
+            "dataset_preferred_fraction",
+        ),
+        (lambda: losses.bregman_ratio_loss(torch.tensor([0.0, float("nan"), 1.0]), P), "log_g"),
+        (lambda: losses.bregman_ratio_loss(T, P, "hellinger"), "divergence"),
+        (lambda: losses.bregman_ratio_loss(T, P, reduction="sum"), "reduction"),
+        (lambda: losses.ddro_log_abs_grad(T, P, 1.0), "mu"),
+        (lambda: losses.ddro_log_abs_grad(T, P, 0.5, "hellinger"), "divergence"),
+        (lambda: losses.ddro_log_abs_grad(torch.tensor([float("inf"), 0.0, 1.0]), P, 0.5), "log_g"),
+    ],
+)
+def test_bad_input_of_the_log_g_functions_and_reductions(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

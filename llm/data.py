@@ -227,7 +227,8 @@ def tokenize_row(tokenizer, prompt, completion, max_length: int, max_prompt_leng
 
     Conversations: prompt = chat template of the prompt with the generation prompt, full = chat
     template of prompt + completion; the prompt tokens are their longest common prefix and the
-    completion tokens the rest of the full sequence. Text: the same with plain tokenisation of
+    completion tokens the rest of the full sequence (a template whose prompt rendering is not a prefix of the full
+    rendering, but for its last token, is an error). Text: the same with plain tokenisation of
     ``prompt`` and ``prompt + completion``, plus an EOS token closing the completion when the
     tokenizer has one. Then the prompt keeps its last ``max_prompt_length`` tokens and the
     completion its first ``max_length − len(prompt)`` tokens; a completion left with no token
@@ -245,6 +246,14 @@ def tokenize_row(tokenizer, prompt, completion, max_length: int, max_prompt_leng
     n = 0
     while n < min(len(p), len(f)) and p[n] == f[n]:
         n += 1
+    if _is_conversation(prompt) and n < len(p) - 1:
+        # one token of slack: the tokenizer may merge the generation prompt's last token with the completion's first
+        raise ValueError(
+            f"row {row}: the chat template renders the prompt (with the generation prompt) as {len(p)} tokens, but only "
+            f"the first {n} begin its rendering of prompt + completion, so the row does not split into prompt and "
+            "completion tokens (the template renders earlier turns differently when an assistant reply follows); "
+            "use a template whose prompt rendering is a prefix of the full conversation's"
+        )
     prompt_ids, completion_ids = f[:n], f[n:]
     if not completion_ids:
         raise ValueError(f"row {row}: the completion adds no tokens after the prompt (empty completion?)")
@@ -329,7 +338,8 @@ class PreferenceCollator:
 
     With ``mismatched=True`` (KTO) it also builds the mismatched batch: prompt of row i with the
     completion of row i − 1 (completions rotated by one within the batch), truncated to
-    ``max_length``, as ``kl_input_ids``, ``kl_attention_mask``, ``kl_targets``.
+    ``max_length``, as ``kl_input_ids``, ``kl_attention_mask``, ``kl_targets``. A batch of one row (the
+    short last batch of an epoch) has no mismatched pair and gets no ``kl_*`` entries.
     """
 
     pad_token_id: int
@@ -361,9 +371,7 @@ class PreferenceCollator:
         batch["num_tokens"] = torch.tensor([len(c) for c in completions], dtype=torch.long)
         if "ref_logprob" in rows[0]:
             batch["ref_logprob"] = torch.tensor([float(r["ref_logprob"]) for r in rows], dtype=torch.float32)
-        if self.mismatched:
-            if len(rows) < 2:
-                raise ValueError("KTO's mismatched (KL) pairs need a per-device batch of at least 2 rows")
+        if self.mismatched and len(rows) >= 2:  # one row has no other completion to pair its prompt with
             rotated = completions[-1:] + completions[:-1]
             kl_completions = [c[: max(1, self.max_length - len(p))] for p, c in zip(prompts, rotated)]
             batch.update(self._pad(prompts, kl_completions, prefix="kl_"))

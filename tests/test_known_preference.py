@@ -68,6 +68,25 @@ def test_cyclic_weights_average_one_half_and_hand_example():
         assert np.dot(m, kp.cyclic_class_weights(m)) == pytest.approx(0.5, abs=1e-12)
 
 
+def test_cyclic_classes_by_rank_have_the_cut_masses_despite_ties():
+    """Discrete, heavily tied lengths: the rank classes still have masses exactly (0.7, 0.2, 0.1), every class is
+    used, α = ½ for the prompt, and a length the distribution does not hold takes the class of its rank."""
+    lengths = [0.0, 3.0, 5.0, 8.0]
+    probs = [0.55, 0.3, 0.1, 0.05]  # the 0.7 cut falls inside length 3, the 0.9 cut at length 5's upper edge
+    rule = kp._PromptRule.fit(lengths, probs, 0.5, (0.7, 0.9))
+    shares = np.array([rule.class_shares(n) for n in lengths])
+    np.testing.assert_allclose(shares.sum(axis=1), 1.0)
+    np.testing.assert_allclose(np.asarray(probs) @ shares, [0.7, 0.2, 0.1], atol=1e-12)
+    np.testing.assert_allclose(shares[1], [0.15 / 0.3, 0.15 / 0.3, 0.0])  # length 3 straddles the 0.7 cut
+    w = np.array([rule.weight_of_length("cyclic", n) for n in lengths])
+    assert np.dot(probs, w) == pytest.approx(0.5, abs=1e-12)
+    assert rule.weight_of_length("cyclic", 20.0) == pytest.approx(kp.cyclic_class_weights([0.7, 0.2, 0.1])[2])
+    np.testing.assert_array_equal(rule.class_shares(1.0), [1.0, 0.0, 0.0])  # rank 0.55 < 0.7: short
+    rng = np.random.default_rng(0)
+    drawn = [rule.draw_class("abc", rng) for _ in range(4000)]  # a length-3 response: short or medium, 50/50
+    assert set(drawn) == {0, 1} and np.mean(drawn) == pytest.approx(0.5, abs=0.03)
+
+
 def test_rule_errors_are_clear():
     with pytest.raises(ValueError, match="alpha"):
         kp.threshold_weights([1.0, 2.0], [0.5, 0.5], 1.0)
@@ -128,6 +147,10 @@ def test_preferred_probability_is_alpha_and_pplus_normalises(tiny_pool, world_na
         assert np.dot(p_ref, w) == pytest.approx(world.alpha, abs=1e-6)
         p_plus = p_ref * w / world.alpha
         assert p_plus.sum() == pytest.approx(1.0, abs=1e-5)
+        # the preferred rate of p+, E_{π_ref}[w²] / α, by enumeration against the rule's own value
+        assert world.rules[i].target_preferred_rate(world_name, world.alpha) == pytest.approx(
+            np.dot(p_ref, w**2) / world.alpha, abs=1e-5
+        )
         index = {tuple(c): j for j, c in enumerate(responses)}
         for r in world.train + world.heldout:
             if r["prompt_index"] != i:
@@ -211,6 +234,35 @@ def test_cached_pool_gets_its_exact_space_back(tmp_path):
     np.testing.assert_allclose(loaded.space.ref_logprob, fresh.space.ref_logprob, atol=1e-9)
 
 
+def test_sampled_pool_fits_the_rule_on_its_own_samples(tiny_pool, monkeypatch):
+    """A world that is not enumerated fits its rule on ``rule_samples_per_prompt`` further π_ref samples (another
+    seed), not on the training and held-out rows; with 0 it falls back to the pooled rows."""
+    model, tok, _ = tiny_pool
+    calls = []
+    original = kp.sample_responses
+
+    def spy(model, prompt_ids, n_per_prompt, *args):
+        calls.append((n_per_prompt, args[2]))  # (samples per prompt, seed)
+        return original(model, prompt_ids, n_per_prompt, *args)
+
+    monkeypatch.setattr(kp, "sample_responses", spy)
+    prompts = kp.make_prompts(2, seed=0)
+    k = TINY.train_per_prompt + TINY.heldout_per_prompt
+    for k_rule in (0, 40):
+        calls.clear()
+        cfg = dataclasses.replace(TINY, rule_samples_per_prompt=k_rule)
+        pool = kp.sample_reference_pool(model, tok, prompts, cfg, seed=3, exact=False)
+        assert calls == ([(k, 3)] if k_rule == 0 else [(k, 3), (k_rule, 4)])
+        for _, probs in pool.length_dist:  # an empirical distribution of k_rule (or k) samples
+            counts = np.asarray(probs) * (k_rule or k)
+            np.testing.assert_allclose(counts, np.round(counts), atol=1e-9)
+            assert sum(probs) == pytest.approx(1.0)
+        world = kp.build_world("threshold", pool, cfg, seed=0)
+        assert not world.exact and len(world.train) == 2 * TINY.train_per_prompt
+    with pytest.raises(ValueError, match="rule_samples_per_prompt"):
+        dataclasses.replace(TINY, rule_samples_per_prompt=-1)
+
+
 def test_labels_follow_the_rule(tiny_pool):
     _, _, pool = tiny_pool
     thr = kp.build_world("threshold", pool, TINY, seed=0)
@@ -225,7 +277,9 @@ def test_labels_follow_the_rule(tiny_pool):
                 pairs.setdefault(r["pair_id"], []).append(r)
         for a, b in pairs.values():
             assert a["label"] != b["label"]
-            ca, cb = cyc.rules[i].length_class(a["text"]), cyc.rules[i].length_class(b["text"])
+            ca, cb = a["cyclic_class"], b["cyclic_class"]
+            for r in (a, b):  # the drawn class is one its length can have
+                assert cyc.rules[i].class_shares(len(r["text"].strip()))[r["cyclic_class"]] > 0
             if ca != cb:  # the winner beats the loser under short ≻ medium ≻ long ≻ short
                 win, lose = (ca, cb) if a["label"] else (cb, ca)
                 assert kp._CYCLIC_BEATS[win] == lose
@@ -293,6 +347,21 @@ def test_lora_on_top_layers_only_and_frozen_layers_replayed(tmp_path, monkeypatc
     assert final[0]["step"] == final[1]["step"] == top.steps
     for key in ("kl_pplus_exact", "preferred_rate_exact", "kl_pplus"):
         assert final[0][key] == pytest.approx(final[1][key], rel=1e-4, abs=1e-6), key
+
+
+def test_a_run_does_not_depend_on_the_runs_before_it(tmp_path):
+    """Each run seeds its own LoRA initialisation: RDRO per-class alone and after RDRO pooled end the same, so a
+    resumed or partial benchmark (``--methods``) reproduces the uninterrupted one."""
+    alone = dataclasses.replace(TINY, threshold_methods=("rdro_per_class",), cyclic_methods=(), dynamics_methods=())
+    after = dataclasses.replace(alone, threshold_methods=("rdro_pooled", "rdro_per_class"))
+    finals = []
+    for name, cfg in (("alone", alone), ("after", after)):
+        res = kp.run_known_preference(cache_dir=str(tmp_path / name), seed=0, progress=False, config=cfg)
+        evals = [r for r in res.table if (r["method"], r["source"]) == ("rdro_per_class", "eval")]
+        finals.append(evals[-1])
+        assert evals[-1]["kl_pplus_exact"] != pytest.approx(evals[0]["kl_pplus_exact"], rel=1e-6)  # it trained
+    assert finals[0]["step"] == finals[1]["step"] == TINY.steps
+    assert finals[0]["kl_pplus_exact"] == pytest.approx(finals[1]["kl_pplus_exact"], rel=1e-6)
 
 
 def test_run_and_cli_errors(tmp_path, capsys):

@@ -6,6 +6,7 @@ import pytest
 import scipy.stats as st
 import torch
 
+from rdro import estimators
 from rdro.estimators import (
     KLIEP,
     ULSIF,
@@ -192,6 +193,27 @@ def test_kliep_satisfies_its_constraints():
     assert (est.coef_ >= 0).all()
     assert est.predict(X_den).mean() == pytest.approx(1.0, abs=1e-8)
     assert est.cv_scores_.shape == est.sigma_grid_.shape
+
+
+@pytest.mark.parametrize(
+    ("cls", "factors", "lambdas"),
+    [
+        (ULSIF, "LSIF_SIGMA_FACTORS", "LSIF_LAMBDAS"),
+        (RuLSIF, "LSIF_SIGMA_FACTORS", "LSIF_LAMBDAS"),
+        (KLIEP, "KLIEP_SIGMA_FACTORS", None),
+        (LogisticRatio, "ERM_SIGMA_FACTORS", "ERM_LAMBDAS"),
+        (RelativeLogisticRatio, "ERM_SIGMA_FACTORS", "ERM_LAMBDAS"),
+    ],
+)
+def test_default_grids_are_the_module_constants(cls, factors, lambdas):
+    """Without sigma_grid / lambda_grid each estimator cross-validates over its module-level default
+    grid (σ = median pairwise distance × factor), the one source E4 uses too."""
+    X_num, X_den = GaussianPair(d=1, shift=1.0).sample(40, seed=4)
+    est = cls().fit(X_num, X_den)
+    scale = median_distance(np.vstack([X_num, X_den]), random_state=0)
+    np.testing.assert_allclose(est.sigma_grid_, scale * np.asarray(getattr(estimators, factors)), rtol=1e-12)
+    if lambdas is not None:
+        assert sorted(est.lambda_grid_) == sorted(getattr(estimators, lambdas))
 
 
 def test_logistic_ratio_matches_scikit_learn():

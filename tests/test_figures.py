@@ -188,6 +188,27 @@ def test_f02_gradients_match_the_closed_forms():
     assert all(ax.get_xlabel() and ax.get_ylabel() and ax.get_legend() for ax in fig.axes)
 
 
+def test_f09_averages_training_seeds_step_by_step():
+    """F9's seed statistics: the mean and standard error (ddof = 1) over the first run and its replicates, per
+    evaluation step, cut to the steps every seed reached."""
+    from rdro.paper_figures import f09_known_preference as f09
+
+    metrics = [m for m, _, _ in f09.METRICS] + [e for e, _ in f09.EXACT.values()]
+    rng = np.random.default_rng(0)
+    values = rng.random((3, 3, len(metrics)))  # seeds × steps × metrics
+    runs = [[{"step": 8 * k, "train_seed": s, **dict(zip(metrics, values[s, k]))} for k in range(3)] for s in range(3)]
+    runs[2] = runs[2][:2]  # the third seed reached only two evaluations
+    entry = {"step": [0, 8, 16]}
+    f09._add_seed_statistics(entry, runs[0], runs[1] + runs[2])
+    assert entry["train_seeds"] == 3 and entry["step"] == [0, 8]
+    for j, metric in enumerate(metrics):
+        np.testing.assert_allclose(entry[f"{metric}_seed_mean"], values[:, :2, j].mean(axis=0))
+        np.testing.assert_allclose(entry[f"{metric}_seed_se"], values[:, :2, j].std(axis=0, ddof=1) / np.sqrt(3))
+    single = {"step": [0]}
+    f09._add_seed_statistics(single, runs[0], [])
+    assert set(single) == {"step"}
+
+
 def test_a_crashing_figure_gives_exit_1_and_is_listed(tmp_path, monkeypatch, capsys):
     def broken_compute(settings):
         raise RuntimeError("deliberate failure for the test")

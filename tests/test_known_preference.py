@@ -349,6 +349,34 @@ def test_lora_on_top_layers_only_and_frozen_layers_replayed(tmp_path, monkeypatc
         assert final[0][key] == pytest.approx(final[1][key], rel=1e-4, abs=1e-6), key
 
 
+def test_cyclic_runs_with_several_training_seeds(tmp_path):
+    """``cyclic_train_seeds``: every cyclic method is trained again with the next seeds on the same world; the
+    replicates differ from the first run, land in the table as ``eval_replicate`` rows, and the claim-5 checks
+    average over the seeds (paired by seed for the comparisons)."""
+    cfg = dataclasses.replace(TINY, threshold_methods=(), cyclic_methods=("rdro_per_class", "kto"),
+                              dynamics_methods=(), cyclic_train_seeds=3)  # fmt: skip
+    res = kp.run_known_preference(cache_dir=str(tmp_path), seed=0, progress=False, config=cfg)
+    reps = [r for r in res.table if r["source"] == "eval_replicate" and r["method"] == "rdro_per_class"]
+    assert sorted({r["train_seed"] for r in reps}) == [1, 2]
+    finals = {}
+    for r in res.table:
+        if r["method"] == "rdro_per_class" and r["source"] in ("eval", "eval_replicate") and r["step"] == cfg.steps:
+            finals[r["train_seed"]] = r["kl_pplus_exact"]
+    assert sorted(finals) == [0, 1, 2] and len(set(finals.values())) == 3  # three different trainings
+    row = next(s for s in res.summary if (s["world"], s["method"]) == ("cyclic", "rdro_per_class"))
+    assert row["kl_pplus_exact_train_seeds"] == pytest.approx([finals[0], finals[1], finals[2]])
+    start = next(r for r in res.table if r["method"] == "rdro_per_class" and r["step"] == 0)["kl_pplus_exact"]
+    own = next(
+        c for c in res.checks if c["claim"] == 5 and "final" not in c["statistic"] and "initial" in c["statistic"]
+    )
+    assert own["value"] == pytest.approx(np.mean(list(finals.values())) / start)
+    kto = next(s for s in res.summary if (s["world"], s["method"]) == ("cyclic", "kto"))["kl_pplus_exact_train_seeds"]
+    versus = next(c for c in res.checks if "- KTO" in c["statistic"])
+    assert versus["value"] == pytest.approx(np.mean([finals[k] - kto[k] for k in range(3)]))
+    with pytest.raises(ValueError, match="cyclic_train_seeds"):
+        dataclasses.replace(TINY, cyclic_train_seeds=0)
+
+
 def test_a_run_does_not_depend_on_the_runs_before_it(tmp_path):
     """Each run seeds its own LoRA initialisation: RDRO per-class alone and after RDRO pooled end the same, so a
     resumed or partial benchmark (``--methods``) reproduces the uninterrupted one."""

@@ -109,6 +109,18 @@ def _log(message: str, quiet: bool) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+#: the code behind every figure's results: a change to any of it recomputes the figure (whose experiments keep their
+#: own, narrower cache, so an unrelated change costs a re-read, not a re-run)
+_FIGURE_SOURCES = ("rdro", "rdro.theory", "rdro.simulations", "rdro.llm", "rdro.paper_figures")
+
+
+def _figure_cache_key(fid: str, info, settings: RunSettings) -> dict:
+    from rdro.simulations.experiments import source_digest
+
+    return {"figure": fid, "quick": settings.quick, "compute_version": info.compute_version,
+            "rdro": _versions()["rdro"], "source": source_digest(_FIGURE_SOURCES)}  # fmt: skip
+
+
 def _build_one(fid: str, module, settings: RunSettings, cache: FigureCache, figures_dir: Path, out_dir: Path) -> dict:
     """Compute (or load) and draw one figure; the record the report shows. Exceptions propagate."""
     from matplotlib import pyplot as plt
@@ -116,7 +128,7 @@ def _build_one(fid: str, module, settings: RunSettings, cache: FigureCache, figu
     from rdro.paper_figures.style import paper_style, save_figure
 
     info = module.INFO
-    key = {"figure": fid, "quick": settings.quick, "compute_version": info.compute_version, "rdro": _versions()["rdro"]}
+    key = _figure_cache_key(fid, info, settings)
     t0 = time.perf_counter()
     results = None if (settings.force or not info.cache_results) else cache.load(fid, settings.quick, key)
     from_cache = results is not None
@@ -212,7 +224,7 @@ def _info_or_placeholder(fid: str):
 
 def _unselected_record(fid: str, settings: RunSettings, cache: FigureCache) -> dict:
     info = _info_or_placeholder(fid)
-    key = {"figure": fid, "quick": settings.quick, "compute_version": info.compute_version, "rdro": _versions()["rdro"]}
+    key = _figure_cache_key(fid, info, settings)
     return _record(fid, info, "not selected", cache.load(fid, settings.quick, key))
 
 

@@ -1195,11 +1195,11 @@ def _versions() -> dict:
     }
 
 
-def _source_files() -> list[Path]:
-    """The source files whose code computes the results: the modules of :data:`SOURCE_MODULES`,
-    every ``.py`` file of the packages among them."""
+def _source_files(modules=SOURCE_MODULES) -> list[Path]:
+    """The source files whose code computes the results: the ``modules`` (default
+    :data:`SOURCE_MODULES`), every ``.py`` file of the packages among them."""
     files = []
-    for name in SOURCE_MODULES:
+    for name in modules:
         spec = importlib.util.find_spec(name)
         if spec.submodule_search_locations:
             files += sorted(p for folder in spec.submodule_search_locations for p in Path(folder).rglob("*.py"))
@@ -1208,10 +1208,10 @@ def _source_files() -> list[Path]:
     return files
 
 
-def source_digest() -> str:
-    """SHA-256 (12 hex digits) of the names and contents of :func:`_source_files`."""
+def source_digest(modules=SOURCE_MODULES) -> str:
+    """SHA-256 (12 hex digits) of the names and contents of :func:`_source_files` of ``modules``."""
     h = hashlib.sha256()
-    for path in _source_files():
+    for path in _source_files(tuple(modules)):
         h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:12]
 

@@ -137,6 +137,22 @@ def test_figure_cache_key_mismatch_recomputes(tmp_path):
     assert cache.load("F2", False, {"v": 1}) is None
 
 
+def test_figure_cache_key_follows_the_source(monkeypatch):
+    """A code change anywhere behind the figures (core, theory, simulations, llm, figure modules) changes every
+    figure's cache key, so a stale figure result is never reused; every module of the digest exists."""
+    from rdro.simulations import experiments
+
+    files = experiments._source_files(cli._FIGURE_SOURCES)
+    folders = {p.parent.name for p in files}
+    assert {"rdro", "theory", "simulations", "llm", "kernels", "paper_figures"} <= folders
+    settings = RunSettings(quick=True)
+    info = FigureInfo("F2", "F02", "t", "c", (1,))
+    key = cli._figure_cache_key("F2", info, settings)
+    assert key["source"] == experiments.source_digest(cli._FIGURE_SOURCES)
+    monkeypatch.setattr(experiments, "source_digest", lambda modules=None: "changed")
+    assert cli._figure_cache_key("F2", info, settings) != key
+
+
 def test_method_style_is_consistent_and_has_fallback():
     assert method_style("RDRO-pooled") == method_style("rdro_pooled")
     assert method_style("ddro_stabilised")["label"] == "DDRO (stabilised)"

@@ -88,7 +88,7 @@ def test_cache_key_changes_with_the_source_of_the_computing_modules(tmp_path, mo
     assert {"simulations/experiments.py", "simulations/model_fitting.py", "simulations/worlds.py"} <= names
     src = tmp_path / "losses.py"
     src.write_text("def loss(t): return t\n")
-    monkeypatch.setattr(experiments, "_source_files", lambda: [src])
+    monkeypatch.setattr(experiments, "_source_files", lambda modules=experiments.SOURCE_MODULES: [src])
     before = experiments.cache_path("E1", True, tmp_path)
     assert experiments.cache_path("E1", True, tmp_path) == before  # deterministic
     src.write_text("def loss(t): return 2 * t\n")

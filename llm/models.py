@@ -172,12 +172,31 @@ def resolve_model_path(path: str, gguf_file: str | None = None) -> tuple[str, st
     return path, gguf_file
 
 
+#: tokenizer classes saved for a plain ``tokenizer.json`` (transformers 5 writes the first, Llama 3 checkpoints the second)
+_GENERIC_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
+
+
 def load_tokenizer(path: str, gguf_file: str | None = None):
-    """The checkpoint's tokenizer, with ``pad_token`` set to the EOS token when it has none."""
-    from transformers import AutoTokenizer
+    """The checkpoint's tokenizer, with ``pad_token`` set to the EOS token when it has none.
+
+    A folder whose ``tokenizer_config.json`` names a generic fast tokenizer (:data:`_GENERIC_TOKENIZER_CLASSES`) is
+    loaded from its ``tokenizer.json`` as saved: ``AutoTokenizer`` would pick the class of the model type instead
+    (a Qwen2 config gives ``Qwen2Tokenizer``, which rebuilds a word-level vocabulary into a BPE that drops every
+    word). Other folders and GGUF files go through ``AutoTokenizer``."""
+    import json
+
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     folder, gguf = resolve_model_path(path, gguf_file)
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+    config_file, tokenizer_file = (os.path.join(folder, n) for n in ("tokenizer_config.json", "tokenizer.json"))
+    generic = False
+    if gguf is None and os.path.isfile(config_file) and os.path.isfile(tokenizer_file):
+        with open(config_file) as f:
+            generic = json.load(f).get("tokenizer_class") in _GENERIC_TOKENIZER_CLASSES
+    if generic:
+        tok = PreTrainedTokenizerFast.from_pretrained(folder)
+    else:
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
     if tok.pad_token is None:
         if tok.eos_token is None:
             raise ValueError(f"tokenizer of {path!r} has neither a pad nor an EOS token")

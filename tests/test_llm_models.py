@@ -39,7 +39,11 @@ def test_load_local_checkpoint(tmp_path, tok, model_type, cls):
     assert type(loaded).__name__ == cls
     for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
         assert torch.equal(a, b)
-    assert load_tokenizer(str(tmp_path)).pad_token == "<pad>"
+    reloaded = load_tokenizer(str(tmp_path))
+    assert reloaded.pad_token == "<pad>"
+    text = "What is 2 plus 3 ?"  # the saved tokenizer, not a BPE rebuilt for the model type (Qwen2 dropped every word)
+    ids = reloaded(text)["input_ids"]
+    assert ids == tok(text)["input_ids"] and set(text.split()) <= set(reloaded.convert_ids_to_tokens(ids))
 
 
 def test_unknown_architecture_and_bad_paths(tmp_path):

@@ -1200,12 +1200,9 @@ def _final(rec: dict) -> dict:
 
 def _seed_finals(rec: dict, key: str) -> list[float]:
     """``key`` at the end of the run and of each of its replicates (further training seeds), in seed order; a
-    replicate that diverged counts as +inf."""
-    out = [_final(rec).get(key, math.nan) if rec.get("diverged_at") is None else math.inf]
-    for rep in rec.get("replicates", []):
-        good = [e for e in rep["eval"] if e.get("finite", True)]
-        out.append(good[-1].get(key, math.nan) if good and rep.get("diverged_at") is None else math.inf)
-    return out
+    run that diverged counts as +inf."""
+    runs = [rec, *rec.get("replicates", [])]
+    return [_final(r).get(key, math.nan) if r.get("diverged_at") is None else math.inf for r in runs]
 
 
 def _max_log(rec: dict, key: str) -> float:

@@ -19,14 +19,18 @@ On real preference data p+ is unknown. Here it is known by construction (shared/
      w = 1[s > τ_x] + γ_x 1[s = τ_x] with the per-prompt threshold τ_x and tie share γ_x chosen so that
      Σ_y π_ref(y|x) w(x, y) = α exactly: the per-prompt α-quantile of the score ("shorter is better").
    - ``"cyclic"`` (not Bradley–Terry, claim 5): responses fall in three length classes c ∈ {short, medium,
-     long} by their rank in the per-prompt length distribution under π_ref — the shortest 70 %, the next 20 %, the
-     longest 10 % (``category_cuts``), responses of a length tied across a cut split at random
-     (:func:`cyclic_class_shares`), so the class masses are exactly m = (0.7, 0.2, 0.1) for every prompt even
-     though lengths are discrete — and a pair is judged by a rock–paper–scissors rule, short ≻ medium ≻ long ≻
-     short (same class: a fair coin). A response is preferred when it wins against an independent π_ref response of
-     the same prompt, so w(x, y) = Σ_c P(c | y) Σ_c' m(c') P(c ≻ c') and α = ½ for every prompt by symmetry. The
-     paired data (DPO) are these very comparisons: (winner, loser) = (chosen, rejected); split, they are the
-     unpaired rows.
+     long} by two per-prompt length cuts — short = length ≤ ℓ1, medium = ℓ1 < length ≤ ℓ2, long = length > ℓ2 —
+     chosen on the length distribution under π_ref(·|x) so that the class masses m_x = (m_short, m_medium, m_long)
+     are as close as the discrete lengths allow to the target (½, 0.4, 0.1) (``category_cuts`` = the cumulative
+     targets (0.5, 0.9)) with every class non-empty (:func:`cyclic_length_cuts`). A pair is judged by a
+     rock–paper–scissors rule, short ≻ medium ≻ long ≻ short (same class: a fair coin). A response is preferred when
+     it wins against an independent π_ref response of the same prompt, so w(x, y) = Σ_c' m_x(c') P(c(y) ≻ c') and
+     α = ½ for every prompt, whatever m_x: the rule is antisymmetric. The class is a deterministic function of the
+     length, so w takes three values per prompt. (Classes by *rank*, with lengths tied across a cut split at random,
+     would give every prompt the target masses exactly, but they blend the classes of the tied lengths — which hold
+     most of π_ref's mass for single-token responses — and shrink KL(p+ ‖ π_ref) from 0.056 to 0.020 nats on the full
+     CPU world, inside one training run's SGD noise.) The paired data (DPO) are these very comparisons: (winner,
+     loser) = (chosen, rejected); split, they are the unpaired rows.
 
    π_ref(·|x) is known exactly when the response space is small enough to enumerate (the quick world's 2-token
    responses of a tiny vocabulary; SmolLM2's single-token responses in the full CPU configuration, where the space
@@ -97,6 +101,7 @@ __all__ = [
     "response_score",
     "threshold_weights",
     "cyclic_class_weights",
+    "cyclic_length_cuts",
     "sample_responses",
     "enumerate_responses",
     "ReferencePool",
@@ -126,8 +131,9 @@ METHODS: dict[str, dict] = {
 }
 
 #: Part of every cache key: raised when a change alters the worlds or the runs (2: cyclic classes by rank, each run's
-#: LoRA initialisation seeded by the run's seed), so results made before it are not reused.
-RESULTS_VERSION = 2
+#: LoRA initialisation seeded by the run's seed; 3: cyclic classes by per-prompt length cuts), so results made before
+#: it are not reused.
+RESULTS_VERSION = 3
 
 _CYCLIC_BEATS = {0: 1, 1: 2, 2: 0}  # short ≻ medium ≻ long ≻ short
 _NEAR = 0.1
@@ -147,10 +153,14 @@ class BenchmarkConfig:
     Pools: ``n_prompts`` prompts × (``train_per_prompt`` training + ``heldout_per_prompt`` held-out) π_ref
     responses of at most ``max_new_tokens`` tokens. Training: ``steps`` optimizer steps of ``batch_size`` rows
     (DPO: batch_size / 2 pairs), LoRA rank ``lora_r`` on ``lora_targets`` of the top ``lora_top_layers`` decoder
-    layers (None: all; fewer layers = a shorter backward pass), constant learning rate. With ``lora_top_layers`` set
+    layers (None: all; fewer layers = a shorter backward pass), learning rate ``learning_rate`` on the schedule
+    ``lr_scheduler`` ("constant", "linear" decay to 0 or "cosine"; no warm-up). The training-dynamics runs (F8) on
+    the example data take ``dynamics_steps`` steps on ``dynamics_lr_scheduler`` (default constant: whether a loss
+    stays stable at a given step size is their question, and a rate decaying to 0 would end them at step size 0).
+    With ``lora_top_layers`` set
     and ``replay_frozen_layers``, the layers below are frozen and their output is computed once per sequence and then
     replayed (:func:`rdro.llm.models.freeze_bottom_layers`): every run trains and evaluates on the same sequences, so
-    the 11 runs pay for the frozen layers about once. Evaluation
+    the runs pay for the frozen layers about once. Evaluation
     every ``eval_every`` steps on ``fresh_prompts`` × ``fresh_per_prompt`` fresh samples and all held-out rows.
     ``cyclic_train_seeds``: each cyclic-world method is trained this many times (training seeds seed, seed + 1, …:
     LoRA initialisation and data order; same world, same evaluation samples), and the claim-5 checks compare the
@@ -166,10 +176,11 @@ class BenchmarkConfig:
     heldout_per_prompt: int = 16
     max_new_tokens: int = 2
     alpha: float = 0.5
-    category_cuts: tuple[float, float] = (0.7, 0.9)
+    category_cuts: tuple[float, float] = (0.5, 0.9)
     steps: int = 20
     batch_size: int = 16
     learning_rate: float = 1e-2
+    lr_scheduler: str = "constant"
     eval_every: int = 10
     fresh_prompts: int = 8
     fresh_per_prompt: int = 16
@@ -184,6 +195,7 @@ class BenchmarkConfig:
     cyclic_train_seeds: int = 1
     dynamics_methods: tuple[str, ...] = ("rdro_pooled", "ddro_raw", "ddro_stabilized", "kto")
     dynamics_steps: int = 15
+    dynamics_lr_scheduler: str = "constant"
     system_prompt: str = "Answer briefly."
     sample_batch_size: int = 64
     rule_samples_per_prompt: int = 0
@@ -210,6 +222,9 @@ class BenchmarkConfig:
             raise ValueError(f"cyclic_train_seeds must be a positive integer, got {self.cyclic_train_seeds!r}")
         if not isinstance(self.rule_samples_per_prompt, int) or self.rule_samples_per_prompt < 0:
             raise ValueError(f"rule_samples_per_prompt must be an integer ≥ 0, got {self.rule_samples_per_prompt!r}")
+        for name in ("lr_scheduler", "dynamics_lr_scheduler"):
+            if getattr(self, name) not in ("constant", "linear", "cosine"):
+                raise ValueError(f"{name} must be 'constant', 'linear' or 'cosine', got {getattr(self, name)!r}")
         if self.eval_every < 1 or self.fresh_prompts < 1 or self.fresh_per_prompt < 1:
             raise ValueError("eval_every, fresh_prompts and fresh_per_prompt must be ≥ 1")
         from rdro.llm.kernels import check_grad_filter
@@ -235,11 +250,12 @@ class BenchmarkConfig:
 QUICK_CONFIG = BenchmarkConfig()
 
 #: CPU configuration: SmolLM2-135M-Instruct, LoRA (rank 8, top 4 of 30 layers; the 26 below frozen and replayed from a
-#: per-sequence cache, 15–60 s per run on 2 cores), single-token responses — the response
+#: per-sequence cache, 20–60 s per run on 2 cores), single-token responses — the response
 #: space is the vocabulary (49152 responses), so π_ref(·|x), α, p+ and KL(p+ ‖ π_θ) are exact — 64 prompts × (16
-#: training + 8 held-out) responses, 24 steps of 16 rows at lr 1e-3 (0.375 epoch); 8 methods (threshold) + 3 (cyclic,
-#: each trained with 3 seeds: p+ lies only ≈ 0.02 nats from π_ref there, inside one run's SGD noise), and the 4
-#: training-dynamics runs (F8) on the shipped example preference data, 24 steps each.
+#: training + 8 held-out) responses, 48 steps of 16 rows (0.75 epoch) at lr 1e-3 decaying linearly to 0 (at a
+#: constant rate the SGD noise of the last steps, 0.01–0.03 nats, is as large as the cyclic world's KL(p+ ‖ π_ref)
+#: = 0.05); 8 methods (threshold) + 3 (cyclic, each trained with 3 seeds), and the 4 training-dynamics runs (F8) on
+#: the shipped example preference data, 24 steps each at a constant rate.
 #: Ten-token responses (the previous configuration) leave every method, the maximum-likelihood oracle SFT on the p+
 #: samples included, within ~0.05 nats of its starting KL at this budget (closing note of stop 11).
 FULL_CONFIG = BenchmarkConfig(
@@ -248,10 +264,11 @@ FULL_CONFIG = BenchmarkConfig(
     train_per_prompt=16,
     heldout_per_prompt=8,
     max_new_tokens=1,
-    steps=24,
+    steps=48,
     batch_size=16,
     learning_rate=1e-3,
-    eval_every=8,
+    lr_scheduler="linear",
+    eval_every=12,
     fresh_prompts=16,
     fresh_per_prompt=4,
     lora_r=8,
@@ -359,54 +376,70 @@ def cyclic_class_weights(masses) -> np.ndarray:
     return np.array([m[_CYCLIC_BEATS[c]] + 0.5 * m[c] for c in range(3)])
 
 
-def cyclic_class_shares(lower: float, upper: float, cuts) -> np.ndarray:
-    """P(class = short, medium, long) of a response whose length occupies the quantile interval [lower, upper] of
-    the length distribution under π_ref (lower = P(L < ℓ), upper = P(L ≤ ℓ)).
+def cyclic_length_cuts(lengths, probs, cuts) -> tuple[float, float]:
+    """The cyclic world's per-prompt class boundaries (ℓ1, ℓ2): short = length ≤ ℓ1, medium = ℓ1 < length ≤ ℓ2,
+    long = length > ℓ2.
 
-    Classes are by rank: a latent uniform rank U on [lower, upper] (ties in length are split at random) falls in
-    short = [0, lo), medium = [lo, hi) or long = [hi, 1] for ``cuts`` = (lo, hi), so the class masses under π_ref
-    are exactly (lo, hi − lo, 1 − hi) whatever the ties. A length the distribution does not hold (lower = upper:
-    a fresh sample of a fitted-on-samples world) takes the class of its rank."""
-    lo, hi = cuts
-    edges = (0.0, float(lo), float(hi), 1.0)
-    if upper <= lower:
-        return np.eye(3)[0 if lower < lo else (1 if lower < hi else 2)]
-    overlap = [max(0.0, min(upper, edges[c + 1]) - max(lower, edges[c])) for c in range(3)]
-    return np.array(overlap) / (upper - lower)
+    ``lengths`` (distinct, any order) with probabilities ``probs``: the response-length distribution under
+    π_ref(·|x). ℓ1 < ℓ2 are lengths of the distribution chosen so the class masses are closest in L1 to the target
+    (lo, hi − lo, 1 − hi) for ``cuts`` = (lo, hi), among the choices that leave every class non-empty (all choices
+    when fewer than three lengths exist; an empty class then has cut ±inf). Ties go to the first choice in
+    ascending order."""
+    v = np.asarray(lengths, dtype=np.float64)
+    p = _check_probs(probs)
+    if v.shape != p.shape or np.unique(v).size != v.size:
+        raise ValueError(f"lengths must be distinct values of the same shape as probs {p.shape}, got {v.shape}")
+    order = np.argsort(v, kind="stable")
+    v, cum = v[order], np.concatenate([[0.0], np.cumsum(p[order])])
+    lo, hi = (float(c) for c in cuts)
+    target = np.array([lo, hi - lo, 1.0 - hi])
+    n = v.size
+    first = 1 if n >= 3 else 0  # split indices i ≤ j: short = v[:i], medium = v[i:j], long = v[j:]
+    best = None
+    for i in range(first, n - first + 1):
+        for j in range(i + first, n - first + 1):
+            d = float(np.abs(np.array([cum[i], cum[j] - cum[i], cum[n] - cum[j]]) - target).sum())
+            if best is None or d < best[0] - 1e-12:
+                best = (d, i, j)
+    _, i, j = best
+    cut = lambda k: float(v[k - 1]) if k > 0 else -math.inf  # noqa: E731  (the largest length below the split)
+    return cut(i), cut(j)
 
 
 @dataclass
 class _PromptRule:
     """The rule's per-prompt state, fitted on the distribution of the response length under π_ref(·|x)
-    (``lengths`` ascending with probabilities ``probs``): threshold (τ, γ, m_τ) and cyclic (rank cuts)."""
+    (``lengths`` ascending with probabilities ``probs``): threshold (τ, γ, m_τ) and cyclic (length cuts ℓ1, ℓ2)."""
 
     tau: float
     gamma: float
     mass_at_tau: float
-    cuts: tuple[float, float]
+    length_cuts: tuple[float, float]
     lengths: list[float]
     probs: list[float]
 
     @classmethod
     def fit(cls, n_chars, probs, alpha: float, cuts) -> _PromptRule:
-        """Fit on the distribution of the response length (``n_chars`` values with probabilities ``probs``)."""
+        """Fit on the distribution of the response length (``n_chars`` values with probabilities ``probs``);
+        ``cuts``: the cyclic world's cumulative target class masses (:func:`cyclic_length_cuts`)."""
         n_chars = np.asarray(n_chars, dtype=np.float64)
         p = _check_probs(probs)
         tau, gamma, at = threshold_weights(-n_chars, p, alpha)
         order = np.argsort(n_chars, kind="stable")
-        return cls(tau, gamma, at, tuple(float(c) for c in cuts), n_chars[order].tolist(), p[order].tolist())
+        return cls(tau, gamma, at, cyclic_length_cuts(n_chars, p, cuts), n_chars[order].tolist(), p[order].tolist())
+
+    def class_of_length(self, n_chars: float) -> int:
+        """The cyclic class (0 short, 1 medium, 2 long) of a response of ``n_chars`` characters."""
+        lo, hi = self.length_cuts
+        return 0 if n_chars <= lo else (1 if n_chars <= hi else 2)
 
     @property
     def masses(self) -> np.ndarray:
-        """The cyclic world's class masses under π_ref: exactly the rank cuts' intervals."""
-        lo, hi = self.cuts
-        return np.array([lo, hi - lo, 1.0 - hi])
-
-    def class_shares(self, n_chars: float) -> np.ndarray:
-        """P(class | length) in the cyclic world (:func:`cyclic_class_shares`)."""
-        lengths, probs = np.asarray(self.lengths), np.asarray(self.probs)
-        lower = float(probs[lengths < n_chars].sum())
-        return cyclic_class_shares(lower, lower + float(probs[lengths == n_chars].sum()), self.cuts)
+        """The cyclic world's class masses under π_ref(·|x)."""
+        m = np.zeros(3)
+        for n, p in zip(self.lengths, self.probs):
+            m[self.class_of_length(n)] += p
+        return m
 
     def weight(self, world: str, text: str) -> float:
         return self.weight_of_length(world, -response_score(text))
@@ -415,13 +448,7 @@ class _PromptRule:
         """w(x, y) of a response of ``n_chars`` characters (both rules depend on y only through its length)."""
         if world == "threshold":
             return _threshold_w(-float(n_chars), self.tau, self.gamma)
-        return float(self.class_shares(n_chars) @ cyclic_class_weights(self.masses))
-
-    def draw_class(self, text: str, rng: np.random.Generator) -> int:
-        """A response's cyclic class: drawn from its :meth:`class_shares` (a certain class unless its length is
-        tied across a cut)."""
-        shares = self.class_shares(-response_score(text))
-        return int(rng.choice(3, p=shares)) if shares.max() < 1.0 else int(shares.argmax())
+        return float(cyclic_class_weights(self.masses)[self.class_of_length(n_chars)])
 
     def target_preferred_rate(self, world: str, alpha: float) -> float:
         """E_{p+}[w] = E_{π_ref}[w²] / α for this prompt: the preferred rate of a policy equal to p+."""
@@ -654,7 +681,7 @@ class KnownPreferenceWorld:
 
 def _label_rows(world: str, rows: list[dict], rng: np.random.Generator, rule: _PromptRule) -> None:
     """Draw labels with P(preferred | x, y) = w: threshold — independent Bernoulli(w); cyclic — each row's class is
-    drawn (``cyclic_class``), the rows are paired at random and each pair judged by the cyclic rule (winner
+    stored (``cyclic_class``), the rows are paired at random and each pair judged by the cyclic rule (winner
     preferred; same class: a coin), so a row wins with probability w against its π_ref partner. Sets ``label`` and
     ``pair_id`` (the comparison, local to the prompt; −1 in the threshold world)."""
     if world == "threshold":
@@ -662,8 +689,8 @@ def _label_rows(world: str, rows: list[dict], rng: np.random.Generator, rule: _P
             r["label"] = bool(rng.random() < r["w"])
             r["pair_id"] = -1
         return
-    for r in rows:  # each response's latent class (by rank; ties in length split at random)
-        r["cyclic_class"] = rule.draw_class(r["text"], rng)
+    for r in rows:
+        r["cyclic_class"] = rule.class_of_length(-response_score(r["text"]))
     order = rng.permutation(len(rows))
     for k in range(0, len(order) - 1, 2):
         a, b = rows[order[k]], rows[order[k + 1]]
@@ -794,7 +821,9 @@ def build_world(name: str, pool: ReferencePool, cfg: BenchmarkConfig, seed: int)
         "share_near_bound_optimum_train": _share_near_bound_at_optimum(train),
     }
     if name == "cyclic":
-        meta["cyclic_class_masses"] = rules[0].masses.tolist() if rules else None
+        masses = np.array([rule.masses for rule in rules])
+        meta["cyclic_class_masses_mean"] = masses.mean(axis=0).tolist()  # target: the category_cuts' intervals
+        meta["cyclic_smallest_class_mass"] = {"min": float(masses.min()), "median": float(np.median(masses.min(1)))}
     space, space_w = pool.space, None
     if space is not None:
         lengths, where = np.unique(space.n_chars, return_inverse=True)
@@ -940,10 +969,11 @@ def _lora_modules(model, cfg: BenchmarkConfig) -> list[str]:
 
 
 def train_method(base_model, tok, rows: list[dict], method: str, cfg: BenchmarkConfig, alpha: float, seed: int,
-                 work_dir: str, evaluate=None, steps: int | None = None, progress: bool = False) -> dict:  # fmt: skip
+                 work_dir: str, evaluate=None, steps: int | None = None, progress: bool = False,
+                 lr_scheduler: str | None = None) -> dict:  # fmt: skip
     """Train a fresh LoRA policy on ``rows`` with :class:`rdro.llm.trainer.RDROTrainer` and the method's loss
-    (``METHODS[method]``; α = μ = ``alpha``, β = ``cfg.beta``), ``steps`` optimizer steps at a constant learning
-    rate. Rows carrying ``ref_logprob`` use it as log π_ref (no reference pass), others get the trainer's cached
+    (``METHODS[method]``; α = μ = ``alpha``, β = ``cfg.beta``), ``steps`` (default ``cfg.steps``) optimizer steps on
+    the schedule ``lr_scheduler`` (default ``cfg.lr_scheduler``). Rows carrying ``ref_logprob`` use it as log π_ref (no reference pass), others get the trainer's cached
     reference pass. ``evaluate(model, step)`` (optional) runs every ``cfg.eval_every`` steps and at the end.
 
     Returns ``{"log": [trainer log rows per step], "eval": [evaluate() rows], "diverged_at": step or None}``.
@@ -968,7 +998,7 @@ def train_method(base_model, tok, rows: list[dict], method: str, cfg: BenchmarkC
     args = RDROConfig(
         output_dir=work_dir, **METHODS[method], alpha=alpha, mu=alpha, beta=cfg.beta, max_steps=steps,
         per_device_train_batch_size=cfg.batch_size // 2 if method == "dpo" else cfg.batch_size,
-        learning_rate=cfg.learning_rate, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
+        learning_rate=cfg.learning_rate, lr_scheduler_type=lr_scheduler or cfg.lr_scheduler, warmup_steps=0, weight_decay=0.0,
         max_grad_norm=cfg.max_grad_norm, logging_steps=1, logging_nan_inf_filter=False, save_strategy="no",
         seed=seed, data_seed=seed, use_cpu=not torch.cuda.is_available(), report_to="none", disable_tqdm=not progress,
         max_length=longest + 1, max_prompt_length=max(data["completion_start"]),
@@ -1104,7 +1134,7 @@ def run_known_preference(quick: bool = True, cache_dir: str = ".rdro_cache/llm",
                 worlds["example"] = _example_world(cfg, model, tok, seed)
             ex_model, ex_tok, rows, alpha = worlds["example"]
             rec = train_method(ex_model, ex_tok, rows, method, cfg, alpha, seed, os.path.join(run_dir, "work"),
-                               steps=cfg.dynamics_steps)  # fmt: skip
+                               steps=cfg.dynamics_steps, lr_scheduler=cfg.dynamics_lr_scheduler)  # fmt: skip
             rec["alpha"] = alpha
         else:
             if world_name not in worlds:

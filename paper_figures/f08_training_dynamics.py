@@ -24,7 +24,9 @@ INFO = FigureInfo(
     title="Training dynamics on a real transformer: gradient norms and log-ratios, RDRO vs DDRO vs KTO",
     caption=(
         "Per-step log of the project's trainer (rdro.llm.trainer) for LoRA policies. Top row: the known-preference "
-        "data (threshold rule, on-policy rows); bottom row: the shipped example preference dataset (off-policy). "
+        "data (threshold rule, on-policy rows; the learning rate decays linearly to 0 over the run, as in F9); bottom "
+        "row: the shipped example preference dataset (off-policy; constant learning rate, a stability test at a fixed "
+        "step size). "
         "Left: gradient norm before clipping (log scale). Middle: mean sequence log-ratio t of the batch's preferred "
         "rows (solid) and non-preferred rows (dashed); dotted: log(1/α), RDRO's bound on t; the axis stops 4 nats "
         "below it, so a series that falls further leaves the panel. Right: share of the batch's preferred rows with "

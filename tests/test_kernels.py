@@ -322,20 +322,104 @@ def test_no_grad_path_keeps_nothing_for_backward():
     assert gw.shape == weight.shape
 
 
-def test_autocast_runs_op_at_autocast_precision():
+def assert_edge_inputs_match_reference(backend: str, device: str = "cpu", vocab_tile: int | None = None) -> None:
+    """Inputs the random sweep does not make, each against float64 full logits: a non-contiguous bias; a bias that
+    is −inf on whole vocabulary tiles (banned tokens); an ignore_index far beyond V; no tokens at all ([B, 0, H]:
+    single-token sequences after the shift); and fp16 with a loss scaler's upstream gradient (2^17), whose
+    intermediate s·g·(1 − p) exceeds fp16's range although the gradients do not."""
+    gen = torch.Generator().manual_seed(21)
+    n, width, vocab = 7, 12, 40
+
+    def check(hidden, weight, bias, targets, upstream, ignore_index=-100, grad_tol=1e-4):
+        leaves = [t.detach().clone().requires_grad_() for t in (hidden, weight)]
+        out = sequence_logprobs(
+            *leaves, targets, bias=bias, reduction="none", ignore_index=ignore_index, backend=backend
+        )
+        params = leaves + ([bias] if bias is not None and bias.requires_grad else [])
+        grads = torch.autograd.grad((out * upstream.to(out.dtype)).sum(), params, allow_unused=True)
+        ref_leaves = [t.detach().double().requires_grad_() for t in (hidden, weight)]
+        ref_b = None if bias is None else bias.detach().double().requires_grad_(bias.requires_grad)
+        scored = targets != ignore_index
+        ref_targets = torch.where(scored, targets, -100)
+        ref = naive_sequence_logprobs(
+            *ref_leaves, ref_targets, bias=ref_b, reduction="none", compute_dtype=torch.float64
+        )
+        ref_params = ref_leaves + ([ref_b] if ref_b is not None and ref_b.requires_grad else [])
+        want = torch.autograd.grad((ref * upstream.double()).sum(), ref_params)
+        torch.testing.assert_close(out.double(), ref.detach(), rtol=1e-5, atol=1e-4)
+        for got, w in zip(grads, want):
+            assert torch.isfinite(got).all()
+            scale = max(1.0, float(w.abs().max()))
+            torch.testing.assert_close(got.double(), w, rtol=grad_tol, atol=grad_tol * scale)
+
+    on = dict(device=device)
+    hidden = torch.randn(n, width, generator=gen).to(**on)
+    weight = torch.randn(vocab, width, generator=gen).to(**on)
+    targets = torch.randint(0, vocab, (n,), generator=gen).to(**on)
+    upstream = torch.randn(n, generator=gen).to(**on)
+    # a bias that is a strided view of a larger tensor
+    big = torch.randn(2 * vocab, generator=gen).to(**on).requires_grad_()
+    check(hidden, weight, big[::2], targets, upstream)
+    # −inf on the first and the last 16 columns (whole tiles of the interpreter's 16-wide blocks and of vocab_tile)
+    banned = torch.zeros(vocab, **on)
+    banned[:16] = float("-inf")
+    banned[-16:] = float("-inf")
+    allowed = torch.randint(16, vocab - 16, (n,), generator=gen).to(**on)
+    check(hidden, weight, banned, allowed, upstream)
+    if vocab_tile is not None:  # the torch path's tiles are 16k columns: check the tile logic itself with small ones
+        logp, _ = torch_token_logprobs(
+            hidden.double(), weight.double(), banned.double(), allowed, 1.0, -100, 3, vocab_tile
+        )
+        ref = naive_sequence_logprobs(
+            hidden, weight, allowed, bias=banned, reduction="none", compute_dtype=torch.float64
+        )
+        torch.testing.assert_close(logp, ref, rtol=1e-12, atol=1e-10)
+    # an ignore_index far beyond the vocabulary
+    far = targets.clone()
+    far[::3] = 10**9
+    check(hidden, weight, None, far, upstream, ignore_index=10**9)
+    # no tokens
+    empty_h = torch.randn(2, 0, width, **on, requires_grad=True)
+    w = weight.clone().requires_grad_()
+    out = sequence_logprobs(empty_h, w, torch.zeros(2, 0, dtype=torch.long, **on), backend=backend)
+    assert out.shape == (2,) and not out.any()
+    gh, gw = torch.autograd.grad(out.sum(), [empty_h, w])
+    assert gh.shape == empty_h.shape and not gw.any()
+    # fp16 with a large upstream gradient
+    h16, w16 = (hidden * 0.01).half(), (weight * 0.05).half()
+    check(h16, w16, None, targets, upstream * 2.0**17, grad_tol=2e-3)
+
+
+def test_edge_inputs_match_reference():
+    assert_edge_inputs_match_reference("torch", vocab_tile=8)
+
+
+def test_autocast_casts_like_linear_and_matches_a_reference_at_that_precision():
+    """Under autocast the op sees bf16 copies of fp32 inputs (values and gradients match float64 math on those
+    bf16 values), accepts an fp32 hidden with a bf16 weight as nn.Linear does, and leaves fp64 inputs in fp64."""
     gen = torch.Generator().manual_seed(2)
-    hidden = torch.randn(2, 5, 16, generator=gen, requires_grad=True)
-    weight = torch.randn(33, 16, generator=gen, requires_grad=True)
+    hidden = torch.randn(2, 5, 16, generator=gen)
+    weight = torch.randn(33, 16, generator=gen)
     targets = torch.randint(0, 33, (2, 5), generator=gen)
+    h, w = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = sequence_logprobs(hidden, weight, targets)
+        out = sequence_logprobs(h, w, targets)
+        mixed = sequence_logprobs(hidden, weight.bfloat16(), targets)
+        in_fp64 = sequence_logprobs(hidden.double(), weight.double(), targets)
     assert out.dtype == torch.float32
-    ref = naive_sequence_logprobs(
-        hidden.bfloat16().double(), weight.bfloat16().double(), targets, compute_dtype=torch.float64
-    )
+    ref_h, ref_w = hidden.bfloat16().double().requires_grad_(), weight.bfloat16().double().requires_grad_()
+    ref = naive_sequence_logprobs(ref_h, ref_w, targets, compute_dtype=torch.float64)
     torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(mixed, out.detach())
     out.sum().backward()
-    assert hidden.grad.dtype == torch.float32 and weight.grad.dtype == torch.float32
+    want_h, want_w = torch.autograd.grad(ref.sum(), [ref_h, ref_w])
+    assert h.grad.dtype == torch.float32 and w.grad.dtype == torch.float32
+    # the op's gradients are bf16 (its inputs' dtype) before autocast's cast back: one bf16 rounding
+    torch.testing.assert_close(h.grad.double(), want_h, rtol=1.6e-2, atol=1.6e-2 * float(want_h.abs().max()))
+    torch.testing.assert_close(w.grad.double(), want_w, rtol=1.6e-2, atol=1.6e-2 * float(want_w.abs().max()))
+    assert in_fp64.dtype == torch.float64
+    exact = naive_sequence_logprobs(hidden.double(), weight.double(), targets, compute_dtype=torch.float64)
+    torch.testing.assert_close(in_fp64, exact, rtol=1e-12, atol=1e-12)
 
 
 def test_torch_compile_fullgraph_captures_the_op():
@@ -417,6 +501,7 @@ def test_bad_inputs_raise_clear_errors():
     cases = [
         (dict(hidden=torch.randn(4)), ValueError, "hidden must be"),
         (dict(weight=torch.randn(7, 5)), ValueError, "weight must be"),
+        (dict(hidden=torch.randn(2, 3, 0), weight=torch.randn(7, 0)), ValueError, "H = hidden.shape"),
         (dict(targets=torch.randint(0, 7, (2, 4))), ValueError, "targets must have shape"),
         (dict(targets=targets.float()), TypeError, "targets must be an integer"),
         (dict(weight=weight.double()), TypeError, "share one floating dtype"),
@@ -445,6 +530,26 @@ def test_triton_backend_on_cpu_without_interpreter_is_refused(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match="TRITON_INTERPRET=1"):
         sequence_logprobs(torch.randn(3, 4), torch.randn(5, 4), torch.tensor([0, 1, 2]), backend="triton")
+
+
+def test_triton_backend_with_the_interpreter_set_after_import_is_refused_clearly():
+    """TRITON_INTERPRET=1 set after `import triton` has no effect; the op says so instead of failing inside Triton."""
+    pytest.importorskip("triton")
+    import subprocess
+    import sys
+
+    code = (
+        "import os, torch, triton, triton.language\n"
+        "os.environ['TRITON_INTERPRET'] = '1'\n"
+        "from rdro.llm.kernels import sequence_logprobs\n"
+        "try:\n"
+        "    sequence_logprobs(torch.randn(3, 4), torch.randn(5, 4), torch.tensor([0, 1, 2]), backend='triton')\n"
+        "except ValueError as exc:\n"
+        "    print('ValueError:', exc)\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert "triton was imported before it was set" in done.stdout, done.stdout + done.stderr
 
 
 def test_bench_cpu_smoke_writes_results_with_matching_losses(tmp_path, capsys):

@@ -38,6 +38,7 @@ from rdro.llm.kernels import naive_sequence_logprobs  # noqa: E402
 from rdro.llm.kernels.triton_logprobs import triton_token_logprobs, triton_token_logprobs_backward  # noqa: E402
 from test_kernels import (  # noqa: E402
     DTYPES,
+    assert_edge_inputs_match_reference,
     assert_filter_error_within_dropped_mass,
     assert_matches_reference,
     columns_kept_only_as_targets,
@@ -314,6 +315,11 @@ def test_set_tuning_checks_its_input():
         assert triton_logprobs._tile_config(torch.bfloat16, "grad") == {**blocks_here, "TMA": True}
     finally:
         triton_logprobs.set_tuning(saved)
+
+
+@in_this_process
+def test_triton_edge_inputs_match_reference():
+    assert_edge_inputs_match_reference("triton", device=DEVICE)
 
 
 @in_this_process

@@ -29,6 +29,7 @@ __all__ = ["BACKENDS", "REDUCTIONS", "check_grad_filter", "sequence_logprobs", "
 BACKENDS = ("auto", "triton", "torch")
 REDUCTIONS = ("sum", "none")
 _FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+_AUTOCAST_ELIGIBLE = (torch.float32, torch.bfloat16, torch.float16)
 
 
 def triton_available() -> bool:
@@ -67,7 +68,25 @@ def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype = tor
             f"backend='triton' on {device.type} tensors needs the Triton interpreter: set TRITON_INTERPRET=1 "
             "before importing triton (or use backend='torch')"
         )
+    if device.type != "cuda" and not _triton_interpreter_active():
+        raise ValueError(
+            "backend='triton' on CPU tensors: TRITON_INTERPRET=1 is set, but triton was imported before it was set, "
+            "so its kernels are compiled for a GPU; set it before the first `import triton` of the process (or use "
+            "backend='torch')"
+        )
     return "triton"
+
+
+def _triton_interpreter_active() -> bool:
+    """True when triton was imported under TRITON_INTERPRET=1: its language functions are then plain Python, not
+    ``@triton.jit`` functions (the variable is read once, when triton is first imported)."""
+    import triton.language as tl
+
+    try:
+        from triton.runtime.jit import JITFunction
+    except ImportError:  # pragma: no cover - a triton without this class: trust the environment variable
+        return True
+    return not isinstance(tl.zeros, JITFunction)
 
 
 # ---------------------------------------------------------------------------
@@ -209,9 +228,9 @@ def _validate(hidden, weight, targets, bias, logit_scale, ignore_index, reductio
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if hidden.dim() not in (2, 3):
         raise ValueError(f"hidden must be [N, H] or [B, T, H], got shape {tuple(hidden.shape)}")
-    if weight.dim() != 2 or weight.shape[1] != hidden.shape[-1] or weight.shape[0] < 1:
+    if weight.dim() != 2 or weight.shape[1] != hidden.shape[-1] or weight.shape[0] < 1 or weight.shape[1] < 1:
         raise ValueError(
-            f"weight must be [V, H] with V >= 1 and H = hidden.shape[-1] = {hidden.shape[-1]}, "
+            f"weight must be [V, H] with V >= 1 and H = hidden.shape[-1] = {hidden.shape[-1]} >= 1, "
             f"got shape {tuple(weight.shape)}"
         )
     if tuple(targets.shape) != tuple(hidden.shape[:-1]):
@@ -223,7 +242,7 @@ def _validate(hidden, weight, targets, bias, logit_scale, ignore_index, reductio
     if hidden.dtype not in _FLOAT_DTYPES or weight.dtype != hidden.dtype:
         raise TypeError(
             f"hidden and weight must share one floating dtype among {_FLOAT_DTYPES}, "
-            f"got hidden {hidden.dtype} and weight {weight.dtype}"
+            f"got hidden {hidden.dtype} and weight {weight.dtype} (after any autocast cast)"
         )
     if bias is not None:
         if not isinstance(bias, torch.Tensor):
@@ -304,16 +323,18 @@ def sequence_logprobs(
     Returns:
         fp32 tensor (fp64 when the inputs are fp64; fp64 always runs on the torch path).
 
-    Under autocast, ``hidden`` and ``weight`` are cast to the autocast dtype first (as ``nn.Linear`` would be); the
+    Under autocast, ``hidden`` and ``weight`` (fp32, fp16 or bf16; fp64 stays fp64) are cast to the autocast dtype
+    first (as ``nn.Linear``'s would be); the
     softmax statistics are always accumulated in fp32 and the result is fp32. Gradients reach ``hidden``,
     ``weight`` and ``bias`` when they require grad; when none does (the reference model), the op runs its
     forward-only path and keeps nothing for backward.
     """
-    _validate(hidden, weight, targets, bias, logit_scale, ignore_index, reduction, chunk_size, grad_filter)
-    device_type = hidden.device.type
-    if torch.is_autocast_enabled(device_type):
+    device_type = hidden.device.type if isinstance(hidden, torch.Tensor) else "cpu"
+    if isinstance(hidden, torch.Tensor) and isinstance(weight, torch.Tensor) and torch.is_autocast_enabled(device_type):
+        # as autocast treats nn.Linear: fp32 / fp16 / bf16 tensors take the autocast dtype, fp64 ones stay as they are
         cast = torch.get_autocast_dtype(device_type)
-        hidden, weight = hidden.to(cast), weight.to(cast)
+        hidden, weight = (t.to(cast) if t.dtype in _AUTOCAST_ELIGIBLE else t for t in (hidden, weight))
+    _validate(hidden, weight, targets, bias, logit_scale, ignore_index, reduction, chunk_size, grad_filter)
     impl = resolve_backend(backend, hidden.device, hidden.dtype)
     lead_shape = targets.shape
     flat_hidden = hidden.reshape(-1, hidden.shape[-1]).contiguous()
@@ -321,7 +342,7 @@ def sequence_logprobs(
     logp, _ = _token_logprobs_op(
         flat_hidden,
         weight.contiguous(),
-        bias,
+        None if bias is None else bias.contiguous(),
         flat_targets,
         float(logit_scale),
         int(ignore_index),

@@ -93,7 +93,9 @@ def torch_token_logprobs(
             v1 = min(vocab, v0 + vocab_tile)
             z = _logits_tile(h32, weight, bias, v0, v1, logit_scale)
             new_max = torch.maximum(run_max, z.amax(dim=1))
-            run_sum = run_sum * torch.exp(run_max - new_max) + torch.exp(z - new_max[:, None]).sum(dim=1)
+            # a finite shift: a row whose logits so far are all −inf (a −inf bias) would give exp(−inf − (−inf)) = NaN
+            shift = torch.where(new_max == float("-inf"), 0.0, new_max)
+            run_sum = run_sum * torch.exp(run_max - shift) + torch.exp(z - shift[:, None]).sum(dim=1)
             run_max = new_max
             in_tile = (tgt >= v0) & (tgt < v1)
             col = torch.where(in_tile, tgt - v0, 0)

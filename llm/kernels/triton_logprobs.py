@@ -186,7 +186,9 @@ def _lse_partial_kernel(
             BLOCK_N, BLOCK_V, BLOCK_H, PRECISION, UPCAST, TMA,
         )  # fmt: skip
         new_max = tl.maximum(run_max, tl.max(z, axis=1))
-        run_sum = run_sum * tl.exp(run_max - new_max) + tl.sum(tl.exp(z - new_max[:, None]), axis=1)
+        # a finite shift: a row whose logits so far are all −inf (a −inf bias) would make exp(−inf − (−inf)) = NaN
+        shift = tl.where(new_max == float("-inf"), 0.0, new_max)
+        run_sum = run_sum * tl.exp(run_max - shift) + tl.sum(tl.exp(z - shift[:, None]), axis=1)
         run_max = new_max
     out = pid_s * n_rows + rows
     tl.store(max_ptr + out, run_max, mask=row_mask)
@@ -616,6 +618,12 @@ def _torch_matmul_accumulate(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, 
         c.copy_(product)
 
 
+def _kernel_targets(targets: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    """The targets as the kernels read them: ignored positions as −1, whatever ``ignore_index`` is (an
+    ignore_index ≥ V would otherwise be read as a row of W)."""
+    return torch.where(targets == ignore_index, -1, targets).contiguous()
+
+
 def triton_token_logprobs(
     hidden: torch.Tensor,
     weight: torch.Tensor,
@@ -635,6 +643,7 @@ def triton_token_logprobs(
     if n_rows == 0:
         empty = torch.zeros(0, dtype=torch.float32, device=dev)
         return empty, empty.clone()
+    kernel_targets = _kernel_targets(targets, ignore_index)
     cfg = _tile_config(hidden.dtype)
     row_blocks = triton.cdiv(n_rows, cfg["BLOCK_N"])
     n_tiles = triton.cdiv(vocab, cfg["BLOCK_V"])
@@ -663,10 +672,11 @@ def triton_token_logprobs(
     )  # fmt: skip
     gather = _target_logit_config()
     _target_logit_kernel[(triton.cdiv(n_rows, gather["BLOCK_R"]),)](
-        hidden, weight, bias_arg, targets, target_logit, n_rows, width, float(logit_scale),
+        hidden, weight, bias_arg, kernel_targets, target_logit, n_rows, width, float(logit_scale),
         HAS_BIAS=bias is not None, **gather,
     )  # fmt: skip
     top = part_max.amax(dim=0)
+    top = torch.where(top == float("-inf"), 0.0, top)  # every logit −inf: LSE = log 0 = −inf, not NaN
     lse = top + torch.log((part_sum * torch.exp(part_max - top)).sum(dim=0))
     # the target logit and the LSE come from two reductions in different orders: the clamp keeps log π ≤ 0 exactly
     logp = torch.where(targets != ignore_index, (target_logit - lse).clamp(max=0.0), 0.0)
@@ -729,9 +739,20 @@ def triton_token_logprobs_backward(
     chunk_tokens = chunk_tokens or default_chunk
     slab_vocab = slab_vocab or default_slab
     g = torch.where(targets != ignore_index, grad_logp.float(), 0.0).contiguous()
+    targets = _kernel_targets(targets, ignore_index)
     grad_hidden = torch.empty_like(hidden) if need_hidden else None
     grad_weight = torch.zeros_like(weight) if need_weight else None  # zeros: N = 0 leaves it untouched
     grad_bias32 = torch.zeros(vocab, dtype=torch.float32, device=dev) if need_bias else None
+    if n_rows == 0:
+        return grad_hidden, grad_weight, grad_bias32.to(bias.dtype) if need_bias else None
+    # fp16 stores G = s g (1[v = y] − p) in fp16: with a loss scaler's large g (2^16 and more) it overflows where
+    # the gradient itself does not. The kernels then see g / k, k = s max|g| / 2^10 (≥ 1), and the results are
+    # multiplied by k in fp32 (one host read of max|g|, fp16 only).
+    unscale = 1.0
+    if dtype == torch.float16:
+        unscale = max(1.0, float(g.abs().max()) * float(logit_scale) / 2.0**10)
+        if unscale > 1.0:
+            g = g / unscale
     cfg = _tile_config(dtype, "grad")
     precision = _dot_precision(dtype)
     gemm = gemm or tuned.get("gemm", "triton")
@@ -795,8 +816,10 @@ def triton_token_logprobs_backward(
                     grad_z, h_chunk, kept_cols, kept_count, grad_weight, rows, width, v0, **mm
                 )
         if need_hidden:
-            grad_hidden[c0:c1] = acc_hidden[:rows]
-    grad_bias = grad_bias32.to(bias.dtype) if need_bias else None
+            grad_hidden[c0:c1] = acc_hidden[:rows] * unscale if unscale > 1.0 else acc_hidden[:rows]
+    if unscale > 1.0 and need_weight:  # a Python scalar: the product is formed in fp32 before rounding to fp16
+        grad_weight.mul_(unscale)
+    grad_bias = (grad_bias32 * unscale).to(bias.dtype) if need_bias else None
     return grad_hidden, grad_weight, grad_bias
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -53,6 +54,16 @@ HUB_DATASETS = {
 UNPAIRED_COLUMNS = ("prompt", "completion", "label")
 PAIRED_COLUMNS = ("prompt", "chosen", "rejected")
 _LOCAL_FILE_TYPES = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+_LOCAL_PATH_SUFFIXES = (*_LOCAL_FILE_TYPES, ".csv")
+#: split names in data file names (the hub's data/ layout) → the split they belong to
+_SPLIT_ALIASES = {
+    "train": "train",
+    "test": "test",
+    "validation": "validation",
+    "valid": "validation",
+    "dev": "validation",
+}
+_SPLIT_FILE_NAME = re.compile(r"^(train|test|validation|valid|dev)(?=[-._ 0-9])", re.IGNORECASE)
 
 
 def example_dataset_path(paired: bool = False) -> str:
@@ -66,18 +77,71 @@ def example_dataset_path(paired: bool = False) -> str:
 # ---------------------------------------------------------------------------
 
 
+def _split_of(filename: str) -> str | None:
+    """The split a data file belongs to by its name (the hub's ``data/`` layout): ``train*``, ``test*``,
+    ``validation*`` / ``valid*`` / ``dev*`` followed by a separator (``-._ `` or a digit) or the extension;
+    None for any other name."""
+    match = _SPLIT_FILE_NAME.match(filename)
+    return _SPLIT_ALIASES[match.group(1).lower()] if match else None
+
+
+def _load_data_folder(datasets, source: str, path: str, split: str):
+    """Load the ``split`` files of a folder of json/jsonl/parquet files. Files named by split (``train.jsonl``,
+    ``test-00000-of-00001.parquet``, ...) are grouped by it; a folder whose files carry no split name is one
+    ``train`` split."""
+    files = sorted(f for f in os.listdir(path) if os.path.splitext(f)[1].lower() in _LOCAL_FILE_TYPES)
+    if not files:
+        raise ValueError(f"dataset folder {source!r} holds no save_to_disk dataset and no json/jsonl/parquet files")
+    by_split: dict[str, list[str]] = {}
+    for f in files:
+        by_split.setdefault(_split_of(f) or "", []).append(f)
+    unnamed = by_split.pop("", [])
+    if unnamed and by_split:
+        raise ValueError(
+            f"dataset folder {source!r} mixes files named by split ({sorted(by_split)}) with files of no split "
+            f"{unnamed[:5]}; name every file train*/test*/validation* or move the others out"
+        )
+    by_split = by_split or {"train": unnamed}
+    wanted = _SPLIT_ALIASES.get(split.lower(), split)
+    if wanted not in by_split:
+        raise ValueError(
+            f"dataset folder {source!r} has no split={split!r}; splits found: {sorted(by_split)} "
+            "(files named train*, test*, validation*/valid*/dev*; a folder of unnamed files is split 'train')"
+        )
+    chosen = by_split[wanted]
+    kinds = {_LOCAL_FILE_TYPES[os.path.splitext(f)[1].lower()] for f in chosen}
+    if len(kinds) != 1:
+        raise ValueError(f"dataset folder {source!r}: split {wanted!r} mixes json and parquet files {chosen[:5]}")
+    return datasets.load_dataset(kinds.pop(), data_files=[os.path.join(path, f) for f in chosen], split="train")
+
+
+def _looks_local(source: str, path: str) -> bool:
+    """A source that cannot be a hub id: a data-file extension, a path prefix, or an existing parent folder."""
+    parent = os.path.dirname(path)
+    return (
+        source.startswith((".", "/", "~"))
+        or os.path.splitext(path)[1].lower() in _LOCAL_PATH_SUFFIXES
+        or (bool(parent) and os.path.isdir(parent))
+    )
+
+
 def load_preference_dataset(source: str, split: str = "train"):
     """Load a preference dataset (``datasets.Dataset``) from a local file/folder or a hub id.
 
     ``source``: a ``.json`` / ``.jsonl`` / ``.parquet`` file, a folder written by
     ``Dataset.save_to_disk`` (or ``DatasetDict.save_to_disk``; ``split`` picks the split), a folder
-    of such files, one of the short names in :data:`HUB_DATASETS` (``"UF-G"``, ``"MIX-14K"``) or a
-    hub id. Hub ids need a reachable hub; offline, the error says how to provide a local copy.
+    of such files (files named ``train*`` / ``test*`` / ``validation*``, ``valid*``, ``dev*`` are grouped into
+    those splits and ``split`` picks one; a folder of files without split names is the ``train`` split), one of
+    the short names in :data:`HUB_DATASETS` (``"UF-G"``, ``"MIX-14K"``) or a hub id. A missing source with a
+    data-file extension or an existing parent folder is a mistyped local path, not a hub id. Hub ids need a
+    reachable hub; offline, the error says how to provide a local copy.
     """
     import datasets
 
     if not isinstance(source, str) or not source:
         raise ValueError(f"dataset must be a non-empty path or hub id, got {source!r}")
+    if not isinstance(split, str) or not split:
+        raise ValueError(f"split must be a non-empty split name such as 'train', got {split!r}")
     path = os.path.expanduser(source)
     if os.path.isfile(path):
         ext = os.path.splitext(path)[1].lower()
@@ -96,16 +160,14 @@ def load_preference_dataset(source: str, split: str = "train"):
                     raise ValueError(f"dataset folder {source!r} has splits {list(loaded)}, not split={split!r}")
                 loaded = loaded[split]
             return loaded
-        files = sorted(f for f in os.listdir(path) if os.path.splitext(f)[1].lower() in _LOCAL_FILE_TYPES)
-        kinds = {_LOCAL_FILE_TYPES[os.path.splitext(f)[1].lower()] for f in files}
-        if not files or len(kinds) != 1:
-            raise ValueError(
-                f"dataset folder {source!r} holds no save_to_disk dataset and no single kind of "
-                f"json/jsonl/parquet files (found {files[:5]})"
-            )
-        return datasets.load_dataset(kinds.pop(), data_files=[os.path.join(path, f) for f in files], split="train")
+        return _load_data_folder(datasets, source, path, split)
+    if _looks_local(source, path):
+        raise ValueError(
+            f"dataset {source!r}: no such file or folder ({os.path.abspath(path)}); check the path (a local "
+            f"{'/'.join(sorted(_LOCAL_FILE_TYPES))} file or a folder of them), or give a hub id 'owner/name'"
+        )
     hub_id = HUB_DATASETS.get(source, source)
-    if source.startswith((".", "/", "~")) or hub_id.count("/") != 1:
+    if hub_id.count("/") != 1:
         raise ValueError(f"dataset {source!r} is neither an existing file/folder nor a hub id of the form 'owner/name'")
     try:
         return datasets.load_dataset(hub_id, split=split)

@@ -28,7 +28,8 @@ def test_unavailable_command_explains_itself(monkeypatch, capsys):
 def test_missing_extra_names_the_extra(monkeypatch, capsys, tmp_path):
     mod = tmp_path / "rdro_fake_cmd.py"
     mod.write_text("import transformers_not_installed_xyz\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    # not monkeypatch.syspath_prepend: it calls pkg_resources, which an evaluation test's import may have stubbed
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
     monkeypatch.setitem(cli.EXTRA_OF_MODULE, "transformers_not_installed_xyz", "llm")
     monkeypatch.setitem(cli.SUBCOMMANDS, "fake", ("rdro_fake_cmd", "fake", "llm"))
     assert cli.main(["fake"]) == 2

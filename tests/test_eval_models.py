@@ -84,7 +84,9 @@ def _prompts(path, n):
 
 
 def _settings(model, **changes):
-    return GenerationSettings(**{"model": model, "generator": "tiny", "max_new_tokens": 6, "seed": 3, **changes})
+    return GenerationSettings(
+        **{"model": model, "generator": "tiny", "max_new_tokens": 6, "seed": 3, "batch_size": 2, **changes}
+    )
 
 
 def test_generation_writes_alpaca_eval_format_and_batching_does_not_change_greedy_replies(
@@ -93,8 +95,8 @@ def test_generation_writes_alpaca_eval_format_and_batching_does_not_change_greed
     """Left-padded batched greedy generation equals one-prompt-at-a-time generation (no padding), and the file
     has one {instruction, output, generator, dataset} record per instruction, in order."""
     instructions = load_instructions(_prompts(tmp_path / "p.jsonl", 5))
-    settings = _settings(tiny_model)
-    records = generate_outputs(tiny_generator, instructions, tmp_path / "out.json", settings, batch_size=3)
+    settings = _settings(tiny_model, batch_size=3)
+    records = generate_outputs(tiny_generator, instructions, tmp_path / "out.json", settings)
     saved = json.loads((tmp_path / "out.json").read_text())
     assert saved == records
     assert [r["instruction"] for r in saved] == [r["instruction"] for r in instructions]
@@ -121,10 +123,10 @@ def test_resume_after_interruption_redoes_nothing(tmp_path, tiny_model, tiny_gen
     final file equals an uninterrupted run's, also for sampled decoding (seeded per batch)."""
     instructions = load_instructions(_prompts(tmp_path / "p.jsonl", 7))
     settings = _settings(tiny_model, temperature=temperature)
-    uninterrupted = generate_outputs(tiny_generator, instructions, tmp_path / "full.json", settings, batch_size=2)
+    uninterrupted = generate_outputs(tiny_generator, instructions, tmp_path / "full.json", settings)
 
     out = tmp_path / "resumed.json"
-    partial = generate_outputs(tiny_generator, instructions, out, settings, batch_size=2, stop_after_batches=2)
+    partial = generate_outputs(tiny_generator, instructions, out, settings, stop_after_batches=2)
     assert len(partial) == 4 and not out.exists() and partial_path(out).exists()
     progress = json.loads(partial_path(out).read_text())
     assert [r["instruction"] for r in progress["records"]] == [r["instruction"] for r in instructions[:4]]
@@ -137,33 +139,60 @@ def test_resume_after_interruption_redoes_nothing(tmp_path, tiny_model, tiny_gen
         return original(self, prompts, settings, seed)
 
     monkeypatch.setattr(ChatGenerator, "generate", counting)
-    resumed = generate_outputs(tiny_generator, instructions, out, settings, batch_size=2)
+    resumed = generate_outputs(tiny_generator, instructions, out, settings)
     assert seen == [r["instruction"] for r in instructions[4:]]
     assert resumed == uninterrupted == json.loads(out.read_text())
     assert not partial_path(out).exists()
 
     seen.clear()
-    assert generate_outputs(tiny_generator, instructions, out, settings, batch_size=2) == uninterrupted
+    assert generate_outputs(tiny_generator, instructions, out, settings) == uninterrupted
     assert seen == []  # a finished file is not regenerated
 
 
 def test_resume_refuses_another_model_or_other_settings(tmp_path, tiny_model, tiny_generator):
     instructions = load_instructions(_prompts(tmp_path / "p.jsonl", 3))
     out = tmp_path / "out.json"
-    generate_outputs(tiny_generator, instructions, out, _settings(tiny_model), batch_size=2, stop_after_batches=1)
+    generate_outputs(tiny_generator, instructions, out, _settings(tiny_model), stop_after_batches=1)
     with pytest.raises(ValueError, match=r"generator 'tiny'.*not of 'other'.*another --out"):
-        generate_outputs(tiny_generator, instructions, out, _settings(tiny_model, generator="other"), batch_size=2)
+        generate_outputs(tiny_generator, instructions, out, _settings(tiny_model, generator="other"))
     with pytest.raises(ValueError, match=r"other settings \(max_new_tokens: file 6 vs now 9\)"):
-        generate_outputs(tiny_generator, instructions, out, _settings(tiny_model, max_new_tokens=9), batch_size=2)
-    generate_outputs(tiny_generator, instructions, out, _settings(tiny_model), batch_size=2)
+        generate_outputs(tiny_generator, instructions, out, _settings(tiny_model, max_new_tokens=9))
+    generate_outputs(tiny_generator, instructions, out, _settings(tiny_model))
     with pytest.raises(ValueError, match=r"holds outputs of generator\(s\) \['tiny'\], not of 'other'"):
-        generate_outputs(tiny_generator, instructions, out, _settings(tiny_model, generator="other"), batch_size=2)
+        generate_outputs(tiny_generator, instructions, out, _settings(tiny_model, generator="other"))
     with pytest.raises(ValueError, match=r"temperature: file 0.0 vs now 0.7"):
-        generate_outputs(tiny_generator, instructions, out, _settings(tiny_model, temperature=0.7), batch_size=2)
+        generate_outputs(tiny_generator, instructions, out, _settings(tiny_model, temperature=0.7))
     foreign = tmp_path / "foreign.json"
     foreign.write_text(json.dumps([{"instruction": "x", "output": "y", "generator": "tiny"}]))
     with pytest.raises(ValueError, match=r"has no foreign\.json\.meta\.json"):
-        generate_outputs(tiny_generator, instructions, foreign, _settings(tiny_model), batch_size=2)
+        generate_outputs(tiny_generator, instructions, foreign, _settings(tiny_model))
+
+
+def test_resume_refuses_another_dtype_or_batch_size(tmp_path, tiny_model, tiny_generator):
+    """dtype and batch size change the outputs (rounding; padding and per-batch seeds), so a partial run resumes
+    only with the same; a partial file that does not record them (older rdro) is refused, never mixed in."""
+    instructions = load_instructions(_prompts(tmp_path / "p.jsonl", 5))
+    out = tmp_path / "out.json"
+    fp32 = _settings(tiny_model, dtype="float32")
+    fp32_generator = ChatGenerator(tiny_model, dtype="float32", device="cpu")
+    generate_outputs(fp32_generator, instructions, out, fp32, stop_after_batches=1)
+    bf16 = ChatGenerator(tiny_model, dtype="bfloat16", device="cpu")
+    with pytest.raises(ValueError, match=r"other settings \(dtype: file 'float32' vs now 'bfloat16'\)"):
+        generate_outputs(bf16, instructions, out, _settings(tiny_model, dtype="bfloat16"))
+    with pytest.raises(
+        ValueError, match=r"settings\.dtype='float32' but the generator was loaded with dtype='bfloat16'"
+    ):
+        generate_outputs(bf16, instructions, out, fp32)
+    with pytest.raises(ValueError, match=r"other settings \(batch_size: file 2 vs now 4\)"):
+        generate_outputs(fp32_generator, instructions, out, _settings(tiny_model, dtype="float32", batch_size=4))
+    progress = json.loads(partial_path(out).read_text())
+    for key in ("dtype", "batch_size"):
+        del progress["settings"][key]
+    partial_path(out).write_text(json.dumps(progress))
+    with pytest.raises(
+        ValueError, match=r"does not record the setting\(s\) \['dtype', 'batch_size'\].*delete or rename"
+    ):
+        generate_outputs(tiny_generator, instructions, out, _settings(tiny_model))
 
 
 def test_bad_inputs_are_named(tmp_path, tiny_model):
@@ -171,6 +200,8 @@ def test_bad_inputs_are_named(tmp_path, tiny_model):
         _settings(tiny_model, max_new_tokens=0)
     with pytest.raises(ValueError, match="top_p=1.5"):
         _settings(tiny_model, top_p=1.5)
+    with pytest.raises(ValueError, match="batch_size=0"):
+        _settings(tiny_model, batch_size=0)
     with pytest.raises(FileNotFoundError, match=r"prompts='.*nope\.json': no such file.*alpaca_eval\.json"):
         load_instructions(tmp_path / "nope.json")
     bad = tmp_path / "bad.jsonl"
@@ -239,7 +270,7 @@ def test_alpaca_eval_with_local_judge_end_to_end_and_resumed(tmp_path, tiny_mode
 
     n = 6
     instructions = load_instructions(_prompts(tmp_path / "p.jsonl", n))
-    generate_outputs(tiny_generator, instructions, tmp_path / "outputs.json", _settings(tiny_model), batch_size=3)
+    generate_outputs(tiny_generator, instructions, tmp_path / "outputs.json", _settings(tiny_model, batch_size=3))
     hub = tmp_path / "alpaca_eval_copy"
     hub.mkdir()
     reference = [
@@ -263,6 +294,7 @@ def test_alpaca_eval_with_local_judge_end_to_end_and_resumed(tmp_path, tiny_mode
     argv = ["alpaca-eval", "--outputs", str(tmp_path / "outputs.json"), "--out-dir", str(tmp_path / "ae")]
     argv += ["--annotator", "hf-local", "--judge-model", tiny_model, "--alpaca-eval-data", str(hub)]
     argv += ["--glm", "length_controlled_minimal", "--base-model", "Tiny", "--method", "RDRO", "--train-data", "toy"]
+    argv += ["--lc-bootstrap", "20"]
     assert main(argv) == 0
     assert len(judged) == n
     saved = json.loads((tmp_path / "ae" / "alpaca_eval_results.json").read_text())
@@ -274,12 +306,20 @@ def test_alpaca_eval_with_local_judge_end_to_end_and_resumed(tmp_path, tiny_mode
     assert all(not r["comparable_to_leaderboard"] and r["annotator"].startswith("hf_local_") for r in saved["rows"])
     assert "NOT comparable" in saved["details"]["note"]
     assert saved["details"]["generation_settings"]["generator"] == "tiny"
+    assert saved["details"]["lc_standard_error"]["resamples"] == 20
+    assert rows["alpaca_eval2_lc_winrate"]["stderr"] is not None
 
     judged.clear()
     assert main(argv) == 0
     assert judged == []  # every pair came from the annotation cache
     rerun = json.loads((tmp_path / "ae" / "alpaca_eval_results.json").read_text())["rows"]
     assert [r["value"] for r in rerun] == pytest.approx([r["value"] for r in saved["rows"]], abs=1e-6)
+
+    judged.clear()
+    assert main(argv + ["--seed", "7"]) == 0
+    assert len(judged) == n  # another seed randomises the pair order otherwise: judged afresh, not from seed 0's cache
+    assert (tmp_path / "ae" / "annotations_cache_seed0.json").exists()
+    assert (tmp_path / "ae" / "annotations_cache_seed7.json").exists()
 
 
 def _needs_lm_eval():
@@ -320,11 +360,35 @@ def test_bbh_format_task_through_lm_eval(tmp_path, tiny_model):
     second = run_bbh(tiny_model, tmp_path / "run2", **common)
     (row,) = second["rows"]
     assert row["value"] == pytest.approx(100 * 4 / 7)
-    assert row["n"] == 7 and row["metric"] == "bbh_exact_match" and row["task_variant"] == "rdro_tiny_bbh"
+    assert (
+        row["n"] == 7
+        and row["metric"] == "bbh_exact_match"
+        and row["task_variant"] == "rdro_tiny_bbh (max_gen_toks=5, local data)"
+    )
     assert not row["comparable_to_leaderboard"]  # not one of the BBH variants
     assert row["stderr"] is not None and row["stderr"] > 0
     saved = json.loads((tmp_path / "run2" / "bbh_results.json").read_text())
     assert saved["rows"] == [row] and saved["details"]["data"] == str(data)
+
+
+def test_single_zero_shot_subtask_is_scored_with_the_leaderboard_filter(tmp_path, tiny_model):
+    """A zero-shot BBH subtask reports two filters (strict-match, flexible-extract); the row takes flexible-extract,
+    the filter of the BBH group's aggregate, and says so."""
+    _needs_lm_eval()
+    from rdro.llm.evaluation.bbh import run_bbh
+
+    data = tmp_path / "bbh_data"
+    data.mkdir()
+    (data / "boolean_expressions.jsonl").write_text((DATA / "tiny_bbh_data" / "boolean_expressions.jsonl").read_text())
+    task = "bbh_zeroshot_boolean_expressions"
+    labels = dict(model="Tiny", method="RDRO", dataset="toy")
+    out = run_bbh(tiny_model, tmp_path / "run", task=task, bbh_data=data, max_gen_toks=3, **labels)
+    (row,) = out["rows"]
+    subtask = out["details"]["subtasks"][task]
+    assert {"exact_match,strict-match", "exact_match,flexible-extract"} <= set(subtask)
+    assert row["annotator"] == "exact_match[flexible-extract]" and out["details"]["filter"] == "flexible-extract"
+    assert row["value"] == pytest.approx(100 * subtask["exact_match,flexible-extract"])
+    assert row["n"] == 4 and not row["comparable_to_leaderboard"]
 
 
 def test_bbh_errors_name_the_problem(tmp_path, tiny_model):
@@ -359,9 +423,11 @@ def test_generation_with_smollm2(tmp_path):
     prompts = ["What is the capital of France?", "Name three primary colors.", "Write the number seven in digits."]
     (tmp_path / "p.json").write_text(json.dumps([{"instruction": p} for p in prompts]))
     instructions = load_instructions(tmp_path / "p.json")
-    settings = GenerationSettings(model=folder, generator="SmolLM2-135M", max_new_tokens=24, gguf_file=gguf)
-    generate_outputs(generator, instructions, tmp_path / "o.json", settings, batch_size=2, stop_after_batches=1)
-    records = generate_outputs(generator, instructions, tmp_path / "o.json", settings, batch_size=2)
+    settings = GenerationSettings(
+        model=folder, generator="SmolLM2-135M", max_new_tokens=24, gguf_file=gguf, dtype="float32", batch_size=2
+    )
+    generate_outputs(generator, instructions, tmp_path / "o.json", settings, stop_after_batches=1)
+    records = generate_outputs(generator, instructions, tmp_path / "o.json", settings)
     outputs = [r["output"] for r in records]
     assert "Paris" in outputs[0]
     assert "7" in outputs[2]

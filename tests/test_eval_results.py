@@ -85,9 +85,8 @@ def test_lc_winrate_recovers_the_length_free_preference(tmp_path, intercept, len
     delta = ref - model
     z = delta / np.std(delta, ddof=1)  # the package standardises with pandas' std (ddof=1)
     p = expit(intercept + length_slope * np.tanh(z))
-    metrics = length_controlled_winrate(
-        _annotations(ref, model, p), alpaca_eval_data=_write_glm_hub_files(tmp_path / "hub", n), glm_name=glm_name
-    )
+    hub = _write_glm_hub_files(tmp_path / "hub", n)
+    metrics = length_controlled_winrate(_annotations(ref, model, p), hub, glm_name=glm_name, lc_bootstrap=0)
     assert metrics["n_total"] == n
     assert metrics["win_rate"] == pytest.approx(100 * p.mean(), abs=1e-9)
     assert metrics["length_controlled_winrate"] == pytest.approx(100 * expit(intercept), abs=0.5)
@@ -111,9 +110,11 @@ def test_lc_winrate_standard_glm_runs_on_a_real_format_annotations_file(tmp_path
     p = expit(-2.0 * np.tanh(z))
     path = tmp_path / "annotations.json"
     path.write_text(json.dumps(_annotations(ref, model, p)))
-    metrics = length_controlled_winrate(path, alpaca_eval_data=_write_glm_hub_files(tmp_path / "hub", n))
+    metrics = length_controlled_winrate(
+        path, alpaca_eval_data=_write_glm_hub_files(tmp_path / "hub", n), lc_bootstrap=20
+    )
     assert 0 < metrics["length_controlled_winrate"] < metrics["win_rate"] < 100
-    assert metrics["lc_standard_error"] >= 0
+    assert metrics["lc_standard_error"] > 0
 
 
 def test_lc_winrate_without_local_hub_files_says_how_to_provide_them(tmp_path, monkeypatch):
@@ -301,3 +302,187 @@ def test_cli_alpaca_eval_without_api_key_exits_with_the_variable_to_set(tmp_path
     argv = ["alpaca-eval", "--outputs", str(outputs), "--reference", str(reference), "--out-dir", str(tmp_path / "ae")]
     assert main(argv + ["--base-model", "M", "--method", "RDRO", "--train-data", "D"]) == 2
     assert "OPENAI_API_KEY is not set" in capsys.readouterr().err
+
+
+def test_lc_standard_error_is_a_bootstrap_of_the_refitted_glm(tmp_path):
+    """The package's lc_standard_error is the SEM of the GLM's predictions: exactly 0 for a GLM without
+    instruction difficulty, whatever the data. The saved LC standard error is the bootstrap over instructions,
+    checked against an independent refit: fractional logistic regression of p on [1, tanh(Δ/sd)] by Newton's
+    method, LC = 100·σ(intercept), on the same resamples."""
+    needs_alpaca_eval()
+    from rdro.llm.evaluation.alpaca import length_controlled_winrate
+
+    rng = np.random.default_rng(3)
+    n, resamples, seed = 300, 30, 5
+    ref = rng.integers(200, 400, n)
+    model = ref + rng.integers(-50, 250, n)
+    delta = ref - model
+    p = expit(0.4 - 1.2 * np.tanh(delta / np.std(delta, ddof=1)) + rng.normal(0, 0.8, n))
+    hub = _write_glm_hub_files(tmp_path / "hub", n)
+    annotations = _annotations(ref, model, p)
+    metrics = length_controlled_winrate(
+        annotations, hub, glm_name="length_controlled_minimal", lc_bootstrap=resamples, seed=seed
+    )
+    assert metrics["lc_sem_of_glm_predictions"] == pytest.approx(0.0, abs=1e-9)  # the package's number
+
+    def lc(idx):
+        d = delta[idx]
+        X = np.column_stack([np.ones(n), np.tanh(d / np.std(d, ddof=1))])
+        w = np.zeros(2)
+        for _ in range(30):
+            mu = expit(X @ w)
+            w += np.linalg.solve(X.T @ ((mu * (1 - mu))[:, None] * X), X.T @ (p[idx] - mu))
+        return 100 * expit(w[0])
+
+    draws = np.random.default_rng(seed)
+    expected = np.std([lc(draws.integers(0, n, n)) for _ in range(resamples)], ddof=1)
+    assert expected > 1.0
+    assert metrics["lc_standard_error"] == pytest.approx(expected, rel=0.1)
+    again = length_controlled_winrate(
+        annotations, hub, glm_name="length_controlled_minimal", lc_bootstrap=resamples, seed=seed
+    )
+    assert again["lc_standard_error"] == metrics["lc_standard_error"]  # seeded
+    assert (
+        length_controlled_winrate(annotations, hub, glm_name="length_controlled_minimal", lc_bootstrap=0)[
+            "lc_standard_error"
+        ]
+        is None
+    )
+    with pytest.raises(ValueError, match="lc_bootstrap=-1"):
+        length_controlled_winrate(annotations, hub, glm_name="length_controlled_minimal", lc_bootstrap=-1)
+
+
+def _fake_alpaca_eval_run(tmp_path, monkeypatch, reference_generator, seed=0, n=805):
+    """run_alpaca_eval with the standard judge and alpaca_eval.evaluate replaced by a stand-in (no API call) that
+    records its keyword arguments."""
+    import pandas as pd
+
+    from rdro.llm.evaluation import alpaca
+
+    ae = alpaca.import_alpaca_eval()
+    monkeypatch.setenv("OPENAI_API_KEY", "dummy-not-used")
+    outputs, reference = tmp_path / "outputs.json", tmp_path / f"ref_{reference_generator}.json"
+    outputs.write_text(json.dumps([{"instruction": f"q{i}", "output": "x", "generator": "policy"} for i in range(n)]))
+    reference.write_text(
+        json.dumps([{"instruction": f"q{i}", "output": "y", "generator": reference_generator} for i in range(n)])
+    )
+    calls = []
+
+    def fake_evaluate(**kwargs):
+        calls.append(kwargs)
+        metrics = {"win_rate": [60.0], "standard_error": [1.0], "length_controlled_winrate": [55.0]}
+        return pd.DataFrame(metrics | {"lc_standard_error": [0.0], "n_total": [n]}, index=[kwargs["name"]]), None
+
+    monkeypatch.setattr(ae, "evaluate", fake_evaluate)
+    out = alpaca.run_alpaca_eval(
+        outputs,
+        tmp_path / "ae",
+        model="M",
+        method="RDRO",
+        dataset="UF-G",
+        reference=reference,
+        seed=seed,
+        annotator=alpaca.AnnotatorChoice("standard"),
+    )
+    return out, calls[0]
+
+
+def test_only_the_alpaca_eval_2_reference_outputs_are_comparable_to_the_leaderboard(tmp_path, monkeypatch):
+    needs_alpaca_eval()
+    standard, _ = _fake_alpaca_eval_run(tmp_path, monkeypatch, "gpt4_1106_preview")
+    assert all(r["comparable_to_leaderboard"] for r in standard["rows"]) and standard["details"]["note"] is None
+    other, _ = _fake_alpaca_eval_run(tmp_path, monkeypatch, "text_davinci_003")
+    assert not any(r["comparable_to_leaderboard"] for r in other["rows"])
+    assert "NOT comparable" in other["details"]["note"] and "text_davinci_003" in other["details"]["note"]
+
+
+def test_judge_names_and_annotation_caches_identify_judge_and_seed(tmp_path, monkeypatch):
+    """alpaca_eval reuses cached annotations by annotator name: the name must tell apart judges with the same folder
+    name, GGUF file or endpoint, and the cache file the seed (which randomises the order of the pair shown)."""
+    needs_alpaca_eval()
+    from rdro.llm.evaluation.alpaca import AnnotatorChoice
+
+    for folder in ("a/judge", "b/judge"):
+        (tmp_path / folder).mkdir(parents=True)
+    local = [
+        AnnotatorChoice("hf-local", model=str(tmp_path / "a" / "judge")),
+        AnnotatorChoice("hf-local", model=str(tmp_path / "b" / "judge")),
+        AnnotatorChoice("hf-local", model=str(tmp_path / "a" / "judge"), gguf_file="q4.gguf"),
+    ]
+    endpoints = [
+        AnnotatorChoice("openai-compatible", model="judge", base_url=f"http://host{i}:8000/v1") for i in (1, 2)
+    ]
+    names = [c.name for c in local + endpoints]
+    assert len(set(names)) == len(names)
+    assert all(name.startswith(("hf_local_judge_", "openai_compatible_judge_")) for name in names)
+    monkeypatch.chdir(tmp_path / "a")
+    assert AnnotatorChoice("hf-local", model="judge").name == names[0]  # the same folder by another path
+    _, seed0 = _fake_alpaca_eval_run(tmp_path, monkeypatch, "gpt4_1106_preview", seed=0, n=3)
+    _, seed7 = _fake_alpaca_eval_run(tmp_path, monkeypatch, "gpt4_1106_preview", seed=7, n=3)
+    assert seed0["caching_path"] != seed7["caching_path"] and seed0["seed"] == 0 and seed7["seed"] == 7
+
+
+def test_a_corrupt_results_file_is_an_error_naming_it(tmp_path, capsys):
+    save_results(tmp_path / "rdro.json", [_row("RDRO", "M", "D", "alpaca_eval2_winrate", 12.5)])
+    save_results(tmp_path / "kto.json", [_row("KTO", "M", "D", "alpaca_eval2_winrate", 10.0)])
+    text = (tmp_path / "kto.json").read_text()
+    (tmp_path / "kto.json").write_text(text[: len(text) // 2])  # a truncated copy
+    with pytest.raises(ValueError, match=r"results file '.*kto\.json' cannot be read \(JSONDecodeError"):
+        load_result_rows(tmp_path)
+    assert main(["table", "--results", str(tmp_path), "--out", str(tmp_path / "t.md")]) == 2
+    assert "kto.json" in capsys.readouterr().err and not (tmp_path / "t.md").exists()
+
+
+def _fake_bbh(monkeypatch, results):
+    """run_bbh with lm-eval's task lookup and simple_evaluate replaced: ``results`` is what lm-eval "returns" for
+    the task; the stand-in records its keyword arguments."""
+    lm_eval = pytest.importorskip("lm_eval")
+    from rdro.llm.evaluation import bbh
+
+    calls = []
+
+    def fake_simple_evaluate(**kwargs):
+        calls.append(kwargs)
+        name = kwargs["tasks"][0]
+        return {"results": {name: results}, "n-samples": {name: {"original": 6511, "effective": 6511}}}
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", fake_simple_evaluate)
+    monkeypatch.setattr(bbh, "resolve_task", lambda task, *args: (None, task))
+    return bbh, calls
+
+
+def test_bbh_capped_generation_or_local_data_is_not_comparable(tmp_path, monkeypatch):
+    bbh, calls = _fake_bbh(monkeypatch, {"exact_match,get-answer": 0.5, "exact_match_stderr,get-answer": 0.01})
+    (tmp_path / "model").mkdir()
+    labels = dict(model="M", method="RDRO", dataset="UF-G", task="bbh_cot_fewshot")
+    (full,) = bbh.run_bbh(tmp_path / "model", tmp_path / "full", **labels)["rows"]
+    assert full["comparable_to_leaderboard"] and full["task_variant"] == "bbh_cot_fewshot"
+    capped = bbh.run_bbh(tmp_path / "model", tmp_path / "capped", max_gen_toks=8, **labels)
+    assert calls[-1]["gen_kwargs"] == {"max_gen_toks": 8}
+    assert not capped["rows"][0]["comparable_to_leaderboard"]
+    assert capped["rows"][0]["task_variant"] == "bbh_cot_fewshot (max_gen_toks=8)"
+    assert "NOT comparable" in capped["details"]["note"] and "max_gen_toks=8" in capped["details"]["note"]
+    (tmp_path / "data").mkdir()
+    (local,) = bbh.run_bbh(tmp_path / "model", tmp_path / "local", bbh_data=tmp_path / "data", **labels)["rows"]
+    assert not local["comparable_to_leaderboard"] and local["task_variant"] == "bbh_cot_fewshot (local data)"
+
+
+def test_bbh_filter_choice_and_cli_error_for_an_unreadable_lm_eval_result(tmp_path, monkeypatch, capsys):
+    two = {"exact_match,strict-match": 0.25, "exact_match,flexible-extract": 0.5}
+    bbh, _ = _fake_bbh(monkeypatch, two)
+    assert bbh.pick_exact_match_key(two, "t") == "exact_match,flexible-extract"
+    assert bbh.pick_exact_match_key({"exact_match,none": 0.1, "alias": "t"}, "t") == "exact_match,none"
+    (tmp_path / "model").mkdir()
+    _fake_bbh(monkeypatch, {"exact_match,strict-match": 0.25, "exact_match,my-filter": 0.5})
+    argv = ["bbh", "--model", str(tmp_path / "model"), "--out-dir", str(tmp_path / "out"), "--task", "bbh_zeroshot"]
+    assert main(argv + ["--base-model", "M", "--method", "RDRO", "--train-data", "D"]) == 2
+    err = capsys.readouterr().err
+    assert "rdro eval bbh: lm-eval returned 2 exact_match entries" in err and "my-filter" in err
+
+
+def test_table_says_when_a_standard_error_is_not_available(tmp_path):
+    rows = [_row("RDRO", "M", "D", "alpaca_eval2_lc_winrate", 30.0, stderr=None)]
+    rows.append(_row("RDRO", "M", "D", "alpaca_eval2_winrate", 25.0))
+    markdown = render_markdown(rows)
+    assert "| RDRO | 30.0 | 25.0 ± 1.0 |" in markdown and "no standard error available" in markdown
+    assert "no standard error available" not in render_markdown(rows[1:])

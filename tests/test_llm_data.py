@@ -88,8 +88,52 @@ def test_hub_offline_error_says_how_to_copy(monkeypatch):
     with pytest.raises(ValueError, match="local copy") as err:
         load_preference_dataset("UF-G")
     assert "trl-lib/ultrafeedback-gpt-3.5-turbo-helpfulness" in str(err.value) and "save_to_disk" in str(err.value)
-    with pytest.raises(ValueError, match="neither an existing file"):
+    with pytest.raises(ValueError, match="no such file"):
         load_preference_dataset("./missing.jsonl")
+
+
+def _write_rows(path, tag, n):
+    path.write_text(
+        "".join(json.dumps({"prompt": f"{tag} q{i}", "completion": "a", "label": i % 2 == 0}) + "\n" for i in range(n))
+    )
+
+
+def test_folder_of_split_files_loads_the_requested_split(tmp_path):
+    """Files named by split (the hub's data/ layout) are grouped by it: split='train' never sees test rows."""
+    _write_rows(tmp_path / "train.jsonl", "TRAIN", 6)
+    _write_rows(tmp_path / "test-00000-of-00001.jsonl", "TEST", 4)
+    _write_rows(tmp_path / "dev.jsonl", "DEV", 2)
+    for split, tag, n in (("train", "TRAIN", 6), ("test", "TEST", 4), ("validation", "DEV", 2), ("dev", "DEV", 2)):
+        ds = load_preference_dataset(str(tmp_path), split=split)
+        assert len(ds) == n and {p.split()[0] for p in ds["prompt"]} == {tag}
+    (tmp_path / "dev.jsonl").unlink()
+    with pytest.raises(ValueError, match=r"no split='validation'; splits found: \['test', 'train'\]"):
+        load_preference_dataset(str(tmp_path), split="validation")
+    _write_rows(tmp_path / "extra.jsonl", "X", 2)
+    with pytest.raises(
+        ValueError,
+        match=r"mixes files named by split \(\[.test., .train.\]\) with files of no split \[.extra\.jsonl.\]",
+    ):
+        load_preference_dataset(str(tmp_path))
+    unsplit = tmp_path / "unsplit"
+    unsplit.mkdir()
+    _write_rows(unsplit / "part-0.jsonl", "A", 2)
+    _write_rows(unsplit / "part-1.jsonl", "B", 2)
+    assert len(load_preference_dataset(str(unsplit))) == 4  # one unsplit file set is the train split
+    with pytest.raises(ValueError, match=r"no split='test'; splits found: \['train'\]"):
+        load_preference_dataset(str(unsplit), split="test")
+
+
+def test_mistyped_local_path_is_not_taken_for_a_hub_id(tmp_path, monkeypatch):
+    def no_hub(*args, **kwargs):
+        raise AssertionError("the hub must not be asked")
+
+    monkeypatch.setattr(datasets, "load_dataset", no_hub)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    for source in ("data/train_typo.jsonl", "data/prefs", "prefs.parquet", "prefs.csv"):
+        with pytest.raises(ValueError, match=rf"dataset '{source}': no such file or folder"):
+            load_preference_dataset(source)
 
 
 def test_paired_to_unpaired_keeps_pair_id():

@@ -32,6 +32,8 @@ def _add_labels(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from rdro.llm.evaluation.alpaca import LC_BOOTSTRAP_RESAMPLES
+
     parser = argparse.ArgumentParser(prog="rdro eval", description=__doc__.split("\n\n")[0])
     steps = parser.add_subparsers(dest="step", required=True)
 
@@ -76,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the package's length-controlled GLM (v1 is AlpacaEval 2's)",
     )
     ae.add_argument("--seed", type=int, default=0, help="annotator seed (output order randomisation)")
+    ae.add_argument(
+        "--lc-bootstrap",
+        type=int,
+        default=LC_BOOTSTRAP_RESAMPLES,
+        help="bootstrap resamples (GLM refits) for the LC win rate's standard error; 0: none",
+    )
     _add_labels(ae)
 
     bbh = steps.add_parser("bbh", help="BIG-Bench Hard through lm-eval")
@@ -119,10 +127,12 @@ def _generate(args: argparse.Namespace) -> int:
         top_p=args.top_p,
         seed=args.seed,
         gguf_file=args.gguf_file,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
     )
     instructions = load_instructions(args.prompts, limit=args.limit)
     generator = ChatGenerator(args.model, gguf_file=args.gguf_file, dtype=args.dtype, device=args.device)
-    records = generate_outputs(generator, instructions, args.out, settings, batch_size=args.batch_size)
+    records = generate_outputs(generator, instructions, args.out, settings)
     print(f"wrote {len(records)} outputs of {settings.generator!r} to {args.out}")
     return 0
 
@@ -144,6 +154,7 @@ def _alpaca_eval(args: argparse.Namespace) -> int:
         alpaca_eval_data=args.alpaca_eval_data,
         glm_name=args.glm,
         seed=args.seed,
+        lc_bootstrap=args.lc_bootstrap,
     )
     print(json.dumps(payload["rows"], indent=2))
     if payload["details"]["note"]:
@@ -186,14 +197,13 @@ def _table(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``rdro eval``: parse ``argv`` and run one step. Bad input and missing files or keys are
+    """Entry point of ``rdro eval``: parse ``argv`` and run one step. Bad input, missing files or keys
+    (MissingAPIKeyError is a RuntimeError) and results the tools return in an unexpected shape (RuntimeError) are
     reported on stderr with exit status 2."""
-    from rdro.llm.evaluation.alpaca import MissingAPIKeyError
-
     args = build_parser().parse_args(argv)
     run = {"generate": _generate, "alpaca-eval": _alpaca_eval, "bbh": _bbh, "table": _table}[args.step]
     try:
         return run(args)
-    except (ValueError, FileNotFoundError, MissingAPIKeyError) as exc:
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"rdro eval {args.step}: {exc}", file=sys.stderr)
         return 2

@@ -13,6 +13,14 @@ regularised towards the package's length-gamed baselines). Nothing here re-imple
 parsing or the GLM: this module only chooses the annotator, supplies local copies of the package's hub files
 (reference outputs, ``df_gamed.csv`` with instruction difficulties) and saves the results.
 
+Standard errors: WR's is the package's (the standard error of the mean of p(x) over instructions). The package's
+``lc_standard_error`` is the standard error of the mean of the GLM's *predictions*
+σ(θ_m − θ_b + φ·difficulty(x)), which is 0 whenever the GLM does not model difficulty
+(``length_controlled_minimal``) and ignores the uncertainty of the fitted θ; it is not the sampling error of LC.
+The LC standard error saved here is a bootstrap over instructions instead: the package's GLM refitted (its public
+``get_length_controlled_winrate``) on ``LC_BOOTSTRAP_RESAMPLES`` resamples of the annotations drawn with the run's
+seed (about 0.1 s per refit for 805 instructions); the package's value is kept beside it in the details.
+
 Annotators:
 
 * ``standard``: the package's ``weighted_alpaca_eval_gpt4_turbo`` (needs ``OPENAI_API_KEY``). With all 805
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import importlib
 import importlib.metadata
 import json
@@ -45,6 +54,8 @@ STANDARD_ANNOTATOR = "weighted_alpaca_eval_gpt4_turbo"
 REFERENCE_FILE = "alpaca_eval_gpt4_baseline.json"
 GLM_HUB_FILES = ("df_gamed.csv", "instruction_difficulty.csv")
 N_ALPACA_EVAL_INSTRUCTIONS = 805
+REFERENCE_GENERATOR = "gpt4_1106_preview"  # the generator of AlpacaEval 2's default reference outputs
+LC_BOOTSTRAP_RESAMPLES = 200
 ANNOTATOR_KINDS = ("standard", "openai-compatible", "hf-local")
 API_KEY_VARIABLE = "OPENAI_API_KEY"
 
@@ -113,6 +124,8 @@ def length_controlled_winrate(
     alpaca_eval_data: str | os.PathLike | None = None,
     glm_name: str = "length_controlled_v1",
     save_weights_dir: str | os.PathLike | None = None,
+    lc_bootstrap: int = LC_BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
 ) -> dict[str, float]:
     """The package's metrics for pairwise annotations (``alpaca_eval.metrics.get_length_controlled_winrate``).
 
@@ -120,7 +133,9 @@ def length_controlled_winrate(
     (1 = reference better, 2 = model better, in between for weighted judges), ``output_1`` (reference),
     ``output_2`` (model), ``generator_1``, ``generator_2``, ``annotator``, in instruction order. Returns the
     package's dict: ``win_rate`` = 100 · mean p, ``standard_error``, ``length_controlled_winrate`` (the GLM's
-    prediction with the length term at 0, see the module docstring), ``lc_standard_error``, ``n_total``, ...
+    prediction with the length term at 0, see the module docstring), ``n_total``, ..., with ``lc_standard_error``
+    the bootstrap standard error of :func:`lc_bootstrap_standard_error` (``lc_bootstrap`` resamples, seeded with
+    ``seed``; None when ``lc_bootstrap`` is 0) and the package's own value moved to ``lc_sem_of_glm_predictions``.
     """
     import pandas as pd
 
@@ -132,9 +147,52 @@ def length_controlled_winrate(
     if missing:
         raise ValueError(f"annotations lack the column(s) {missing} of alpaca_eval's annotations format")
     with alpaca_eval_hub_files(alpaca_eval_data):
-        return alpaca_eval.metrics.get_length_controlled_winrate(
+        metrics = alpaca_eval.metrics.get_length_controlled_winrate(
             frame, glm_name=glm_name, save_weights_dir=save_weights_dir, is_add_glm_preference_inplace=False
         )
+        return metrics | {
+            "lc_standard_error": lc_bootstrap_standard_error(frame, glm_name, lc_bootstrap, seed),
+            "lc_sem_of_glm_predictions": metrics["lc_standard_error"],
+        }
+
+
+def _check_lc_bootstrap(n_resamples: Any) -> None:
+    if not isinstance(n_resamples, int) or n_resamples < 0:
+        raise ValueError(f"lc_bootstrap={n_resamples!r}: expected an integer >= 0 (0 = no LC standard error)")
+
+
+def lc_bootstrap_standard_error(annotations: Any, glm_name: str, n_resamples: int, seed: int) -> float | None:
+    """Bootstrap standard error (percent) of the LC win rate over instructions: the package's GLM
+    (``get_length_controlled_winrate``) refitted on ``n_resamples`` resamples of the annotations drawn with
+    replacement (``numpy.random.default_rng(seed)``); each row keeps its instruction's position, so the GLM reads
+    the right difficulty. Resamples the GLM cannot fit (e.g. all length differences equal) are dropped; None when
+    there are no annotations, ``n_resamples`` < 2 or fewer than half of them fit. Call it inside
+    :func:`alpaca_eval_hub_files`.
+    """
+    import numpy as np
+    import pandas as pd
+
+    _check_lc_bootstrap(n_resamples)
+    if annotations is None or n_resamples < 2:
+        return None
+    glm = import_alpaca_eval().metrics.get_length_controlled_winrate
+    frame = pd.DataFrame(annotations).reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    estimates = []
+    for _ in range(n_resamples):
+        sample = frame.iloc[rng.integers(0, len(frame), len(frame))]
+        try:
+            metrics = glm(
+                sample,
+                glm_name=glm_name,
+                save_weights_dir=None,
+                is_add_glm_preference_inplace=False,
+                is_warn_extreme_changes=False,
+            )
+        except ValueError:  # a degenerate resample the GLM cannot fit
+            continue
+        estimates.append(metrics["length_controlled_winrate"])
+    return float(np.std(estimates, ddof=1)) if len(estimates) >= max(2, n_resamples // 2) else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,10 +222,17 @@ class AnnotatorChoice:
 
     @property
     def name(self) -> str:
+        """``weighted_alpaca_eval_gpt4_turbo`` for the standard judge, else ``<kind>_<model>_<hash>`` where the short
+        hash identifies the judge fully (resolved folder and GGUF file, or model and endpoint): annotations cached
+        under one name never come from another judge."""
         if self.kind == "standard":
             return STANDARD_ANNOTATOR
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(self.model).name if self.kind == "hf-local" else self.model)
-        return f"{self.kind.replace('-', '_')}_{slug}"
+        if self.kind == "hf-local":
+            label, identity = Path(self.model).name, [str(Path(self.model).resolve()), self.gguf_file]
+        else:
+            label, identity = self.model, [self.model, self.base_url]
+        digest = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:10]
+        return f"{self.kind.replace('-', '_')}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)}_{digest}"
 
 
 def _require_api_key(choice: AnnotatorChoice) -> None:
@@ -345,17 +410,22 @@ def run_alpaca_eval(
     alpaca_eval_data: str | os.PathLike | None = None,
     glm_name: str = "length_controlled_v1",
     seed: int = 0,
+    lc_bootstrap: int = LC_BOOTSTRAP_RESAMPLES,
 ) -> dict[str, Any]:
     """Judge ``outputs`` against the reference with ``alpaca_eval.evaluate`` and save LC WR and WR with their
-    standard errors to ``<out_dir>/alpaca_eval_results.json``.
+    standard errors (LC's by bootstrap, ``lc_bootstrap`` resamples: see the module docstring) to
+    ``<out_dir>/alpaca_eval_results.json``.
 
-    The package's own annotation cache (``<out_dir>/annotations_cache.json``) makes an interrupted judging run
-    resume without re-asking the judge; its ``annotations.json`` and ``leaderboard.csv`` land in ``out_dir``.
-    Returns the saved payload.
+    The package's own annotation cache (``<out_dir>/annotations_cache_seed<seed>.json``; its entries carry the
+    judge's name, which identifies the judge fully) makes an interrupted judging run resume without re-asking the
+    judge; its ``annotations.json`` and ``leaderboard.csv`` land in ``out_dir``. Only the standard judge on all
+    805 instructions against the default reference outputs (``gpt4_1106_preview``) with the standard GLM is
+    labelled comparable to the public leaderboard. Returns the saved payload.
     """
     import pandas as pd
 
     alpaca_eval = import_alpaca_eval()
+    _check_lc_bootstrap(lc_bootstrap)
     outputs = Path(outputs)
     if not outputs.is_file():
         raise FileNotFoundError(f"outputs={str(outputs)!r}: no such file (make it with `rdro eval generate`)")
@@ -369,7 +439,7 @@ def run_alpaca_eval(
     out_dir.mkdir(parents=True, exist_ok=True)
     annotators_config, extra = prepare_annotator(annotator, out_dir)
     with alpaca_eval_hub_files(alpaca_eval_data):
-        leaderboard, _ = alpaca_eval.evaluate(
+        leaderboard, annotations = alpaca_eval.evaluate(
             model_outputs=pd.DataFrame(model_rows),
             reference_outputs=pd.DataFrame(reference_rows),
             annotators_config=annotators_config,
@@ -380,15 +450,25 @@ def run_alpaca_eval(
             is_return_instead_of_print=True,
             fn_metric="get_length_controlled_winrate",
             metric_kwargs={"glm_name": glm_name, "save_weights_dir": out_dir / "glm_weights"},
-            caching_path=out_dir / "annotations_cache.json",
+            caching_path=out_dir / f"annotations_cache_seed{seed}.json",
             seed=seed,
             **extra,
         )
-    metrics = leaderboard.loc[generators[0]]
+        metrics = leaderboard.loc[generators[0]]
+        lc_stderr = lc_bootstrap_standard_error(annotations, glm_name, lc_bootstrap, seed)
     n = int(metrics["n_total"])
-    comparable = (
-        annotator.comparable_to_leaderboard and n == N_ALPACA_EVAL_INSTRUCTIONS and glm_name == "length_controlled_v1"
-    )
+    reference_generators = sorted({str(r["generator"]) for r in reference_rows})
+    reasons = [
+        reason
+        for standard, reason in (
+            (annotator.comparable_to_leaderboard, f"judge {annotator.name}"),
+            (n == N_ALPACA_EVAL_INSTRUCTIONS, f"{n} of {N_ALPACA_EVAL_INSTRUCTIONS} instructions"),
+            (glm_name == "length_controlled_v1", f"GLM {glm_name}"),
+            (reference_generators == [REFERENCE_GENERATOR], f"reference outputs of {reference_generators}"),
+        )
+        if not standard
+    ]
+    comparable = not reasons
     common = dict(
         model=model,
         method=method,
@@ -403,7 +483,7 @@ def run_alpaca_eval(
         make_row(
             metric="alpaca_eval2_lc_winrate",
             value=float(metrics["length_controlled_winrate"]),
-            stderr=float(metrics["lc_standard_error"]),
+            stderr=lc_stderr,
             **common,
         ),
         make_row(
@@ -419,12 +499,16 @@ def run_alpaca_eval(
         "generation_settings": generation,
         "annotator": dataclasses.asdict(annotator) | {"name": annotator.name, "config": annotators_config},
         "glm_name": glm_name,
-        "reference_generator": sorted({str(r["generator"]) for r in reference_rows}),
+        "lc_standard_error": {
+            "method": "bootstrap over instructions, GLM refitted",
+            "resamples": lc_bootstrap,
+            "seed": seed,
+            "alpaca_eval_sem_of_glm_predictions": float(metrics["lc_standard_error"]),
+        },
+        "reference_generator": reference_generators,
         "alpaca_eval_version": importlib.metadata.version("alpaca_eval"),
         "leaderboard_row": {k: (v.item() if hasattr(v, "item") else v) for k, v in metrics.items()},
-        "note": None
-        if comparable
-        else "NOT comparable to the public AlpacaEval 2 leaderboard (non-standard judge, subset or GLM)",
+        "note": None if comparable else f"NOT comparable to the public AlpacaEval 2 leaderboard: {'; '.join(reasons)}",
     }
     save_results(out_dir / "alpaca_eval_results.json", rows, details)
     return {"rows": rows, "details": details}

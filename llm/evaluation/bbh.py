@@ -11,6 +11,10 @@ with lm-eval's pooled standard error. The variant is part of every result:
     bbh_cot_zeroshot   0-shot, "Let's think step by step"
     bbh_zeroshot       0-shot, answer only
 
+A task with several answer filters (the zero-shot subtasks report ``strict-match`` and ``flexible-extract``) is
+scored with the first of PREFERRED_FILTERS it has: the filter the BBH groups aggregate over (the leaderboard's);
+the result names the filter used.
+
 The data come from the hub (lm-eval's ``dataset_path``) or from a local copy given as ``bbh_data``: either a
 folder of per-subtask files ``<subtask>.jsonl`` / ``<subtask>.json`` (rows with ``input`` and ``target``; the
 BIG-Bench-Hard repository's ``{"examples": [...]}`` files work as they are), or a local snapshot of the hub
@@ -35,6 +39,23 @@ BBH_VARIANTS = {
     "bbh_cot_zeroshot": "0-shot chain-of-thought",
     "bbh_zeroshot": "0-shot answer-only",
 }
+#: answer filters in order of preference when a task reports several: those of the BBH groups' aggregates
+PREFERRED_FILTERS = ("flexible-extract", "get-answer")
+
+
+def pick_exact_match_key(result: dict[str, Any], task: str) -> str:
+    """The ``exact_match,<filter>`` entry of one lm-eval result: the only one, else the first of PREFERRED_FILTERS;
+    RuntimeError when neither decides."""
+    keys = sorted(k for k in result if k.startswith("exact_match,"))
+    if len(keys) == 1:
+        return keys[0]
+    for name in PREFERRED_FILTERS:
+        if f"exact_match,{name}" in keys:
+            return f"exact_match,{name}"
+    raise RuntimeError(
+        f"lm-eval returned {len(keys)} exact_match entries for task {task!r} ({keys}) and none of the filters "
+        f"{list(PREFERRED_FILTERS)}; cannot tell which one to report"
+    )
 
 
 def import_lm_eval():
@@ -142,8 +163,9 @@ def run_bbh(
     ``max_gen_toks`` caps generation length; ``seed`` seeds lm-eval's python, numpy, torch and few-shot RNGs;
     ``save_samples`` also keeps lm-eval's per-example records (prompt, response, target, score) in
     ``<out_dir>/bbh_samples.json`` and in the returned payload under ``"samples"``.
-    Only the full benchmark (a BBH variant without ``limit``) is marked comparable to published BBH numbers.
-    Returns the saved payload.
+    Only the full benchmark as published (a BBH variant from the hub without ``limit``, ``max_gen_toks`` or
+    ``bbh_data``) is marked comparable to published BBH numbers; otherwise ``task_variant`` names what differs
+    and ``details["note"]`` says why. Returns the saved payload.
     """
     lm_eval = import_lm_eval()
     import torch
@@ -171,15 +193,21 @@ def run_bbh(
         fewshot_random_seed=seed,
     )
     group = output["results"][name]
-    keys = [k for k in group if k.startswith("exact_match,")]
-    if len(keys) != 1:
-        raise RuntimeError(
-            f"lm-eval returned {len(keys)} exact_match entries for {task!r} ({sorted(group)}); expected 1"
-        )
-    key = keys[0]
+    key = pick_exact_match_key(group, task)
+    answer_filter = key.split(",", 1)[1]
     stderr = group.get(key.replace("exact_match,", "exact_match_stderr,"))
     n = int(sum(v["effective"] for name, v in output["n-samples"].items()))
-    variant = task if limit is None else f"{task} (limit={limit}/subtask)"
+    changes = [
+        change
+        for given, change in (
+            (limit is not None, f"limit={limit}/subtask"),
+            (max_gen_toks is not None, f"max_gen_toks={max_gen_toks}"),
+            (bbh_data is not None, "local data"),
+        )
+        if given
+    ]
+    variant = f"{task} ({', '.join(changes)})" if changes else task
+    comparable = task in BBH_VARIANTS and not changes
     row = make_row(
         model=model,
         method=method,
@@ -188,8 +216,8 @@ def run_bbh(
         value=100.0 * float(group[key]),
         stderr=None if stderr in (None, "N/A") else 100.0 * float(stderr),
         n=n,
-        annotator=f"exact_match[{key.split(',', 1)[1]}]",
-        comparable_to_leaderboard=task in BBH_VARIANTS and limit is None,
+        annotator=f"exact_match[{answer_filter}]",
+        comparable_to_leaderboard=comparable,
         task_variant=variant,
         seed=seed,
     )
@@ -201,6 +229,11 @@ def run_bbh(
         "limit": limit,
         "apply_chat_template": apply_chat_template,
         "max_gen_toks": max_gen_toks,
+        "filter": answer_filter,
+        "note": None
+        if comparable
+        else "NOT comparable to published BBH numbers: "
+        + ", ".join(changes if task in BBH_VARIANTS else [f"custom task {task!r}", *changes]),
         "lm_eval_version": importlib.metadata.version("lm_eval"),
         "subtasks": {name: dict(r) for name, r in output["results"].items()},
         "n_samples": output["n-samples"],

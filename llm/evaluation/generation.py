@@ -8,7 +8,8 @@ outputs are written in the format the ``alpaca_eval`` package reads, a JSON list
 
 Progress is saved after every batch to ``<out>.partial.json`` (temporary file + rename), so a killed run
 continues where it stopped; the finished file is ``<out>`` plus a sidecar ``<out>.meta.json`` holding the
-generation settings. A run refuses to continue from files written by another generator or with other settings.
+generation settings. A run refuses to continue from files written by another generator or with other settings
+(dtype and batch size included: both change the outputs).
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ ALPACA_EVAL_URL = f"https://huggingface.co/datasets/{ALPACA_EVAL_HUB_ID}/resolve
 
 @dataclasses.dataclass(frozen=True)
 class GenerationSettings:
-    """What determines the outputs: model, generator name, decoding rule and seed.
+    """What determines the outputs: model, generator name, decoding rule, seed, dtype and batch size.
 
     Greedy decoding when ``temperature == 0``; otherwise sampling from π_θ^{1/T} restricted to the top-p nucleus.
     Sampled outputs are seeded per batch with ``seed + batch_start`` so that an interrupted and resumed run
-    reproduces an uninterrupted one (with the same batch size).
+    reproduces an uninterrupted one. ``dtype`` (the weights' dtype, as given to :class:`ChatGenerator`) and
+    ``batch_size`` (padding and the per-batch seeds) change the outputs too, so a run resumes only with the same.
     """
 
     model: str
@@ -42,6 +44,8 @@ class GenerationSettings:
     top_p: float = 1.0
     seed: int = 42
     gguf_file: str | None = None
+    dtype: str = "auto"
+    batch_size: int = 8
 
     def __post_init__(self):
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
@@ -52,6 +56,10 @@ class GenerationSettings:
             raise ValueError(f"top_p={self.top_p!r}: expected a number in (0, 1]")
         if not self.generator or not isinstance(self.generator, str):
             raise ValueError(f"generator={self.generator!r}: expected a non-empty name")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size!r}: expected an integer >= 1")
+        if not self.dtype or not isinstance(self.dtype, str):
+            raise ValueError(f"dtype={self.dtype!r}: expected a dtype name such as 'auto' or 'bfloat16'")
 
     @property
     def greedy(self) -> bool:
@@ -137,6 +145,12 @@ def _check_same_settings(found: dict, settings: GenerationSettings, where: Path)
             f"{where} holds outputs of generator {found.get('generator')!r} (model {found.get('model')!r}), not of "
             f"{settings.generator!r} (model {settings.model!r}); choose another --out or delete that file."
         )
+    unrecorded = [k for k in expected if k not in found]
+    if unrecorded:
+        raise ValueError(
+            f"{where} does not record the setting(s) {unrecorded} (written by an older rdro), so it cannot be checked "
+            "against this run; delete or rename that file to generate afresh, or choose another --out."
+        )
     differing = {k: (found.get(k), v) for k, v in expected.items() if found.get(k) != v}
     if differing:
         detail = ", ".join(f"{k}: file {a!r} vs now {b!r}" for k, (a, b) in differing.items())
@@ -198,6 +212,7 @@ class ChatGenerator:
         if not getattr(self.tokenizer, "chat_template", None):
             raise ValueError(f"model={model_path!r}: its tokenizer has no chat template; an instruct model is needed")
         self.tokenizer.padding_side = "left"
+        self.dtype = dtype
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = load_causal_lm(str(model_path), gguf_file, dtype).to(self.device)
         self.model.eval()
@@ -232,12 +247,12 @@ def generate_outputs(
     instructions: list[dict[str, str]],
     out: str | os.PathLike,
     settings: GenerationSettings,
-    batch_size: int = 8,
     stop_after_batches: int | None = None,
 ) -> list[dict[str, str]]:
     """Generate the missing outputs for ``instructions`` and write ``out`` (AlpacaEval format) when all are done.
 
-    Batches are fixed slices ``instructions[b : b + batch_size]`` of the instruction list; a batch whose
+    ``generator`` must have been loaded with ``settings.dtype``. Batches are fixed slices
+    ``instructions[b : b + batch_size]`` (``settings.batch_size``) of the instruction list; a batch whose
     instructions are all done already is skipped, and sampled batches use the seed ``settings.seed + b``.
     After every batch the records so far go to ``<out>.partial.json`` (temporary file + rename).
     ``stop_after_batches`` stops after that many newly generated batches, leaving the partial file, as a
@@ -246,8 +261,12 @@ def generate_outputs(
     """
     from tqdm.auto import tqdm
 
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r}: expected an integer >= 1")
+    if generator.dtype != settings.dtype:
+        raise ValueError(
+            f"settings.dtype={settings.dtype!r} but the generator was loaded with dtype={generator.dtype!r}; "
+            "give both the same dtype"
+        )
+    batch_size = settings.batch_size
     out = Path(out)
     done = {r["instruction"]: r for r in load_finished_outputs(out, settings)}
     wanted = {row["instruction"] for row in instructions}

@@ -97,8 +97,10 @@ def save_results(path: str | os.PathLike, rows: list[dict[str, Any]], details: d
 def load_result_rows(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """All rows of all results files (``*.json`` with ``schema == RESULTS_SCHEMA``) under ``results_dir``.
 
-    Each returned row gets a ``source`` key (the file it came from). JSON files of other kinds (outputs,
-    annotations, lm-eval dumps) lying in the same folder are skipped.
+    Each returned row gets a ``source`` key (the file it came from). Valid JSON files of other kinds (outputs,
+    annotations, lm-eval dumps) lying in the same folder are skipped; a ``*.json`` file that is not valid JSON
+    (e.g. a truncated copy) or a results file with bad rows is a ValueError naming the file, so that no result
+    drops out of the table unnoticed.
     """
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
@@ -107,10 +109,14 @@ def load_result_rows(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
     for path in sorted(results_dir.rglob("*.json")):
         try:
             payload = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue
-        if not isinstance(payload, dict) or payload.get("schema") != RESULTS_SCHEMA:
-            continue
-        for row in payload["rows"]:
-            rows.append({**make_row(**{k: row[k] for k in ROW_KEYS if k in row}), "source": str(path)})
+            if not isinstance(payload, dict) or payload.get("schema") != RESULTS_SCHEMA:
+                continue
+            rows += [
+                {**make_row(**{k: r[k] for k in ROW_KEYS if k in r}), "source": str(path)} for r in payload["rows"]
+            ]
+        except (KeyError, TypeError, ValueError) as exc:  # ValueError includes JSON and Unicode decoding errors
+            raise ValueError(
+                f"results file {str(path)!r} cannot be read ({type(exc).__name__}: {exc}); truncated or corrupt? "
+                f"Restore or remove it: every *.json under results={str(results_dir)!r} is read."
+            ) from exc
     return rows

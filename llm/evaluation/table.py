@@ -67,7 +67,9 @@ def render_markdown(rows: list[dict[str, Any]], methods: list[str] | None = None
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method in methods:
         lines.append("| " + " | ".join([method] + [_cell_text(cells.get((method, c))) for c in columns]) + " |")
-    lines += ["", "Values in percent, ± one standard error."]
+    lines += ["", "Values in percent, ± one standard error (LC WR: bootstrap over instructions, GLM refitted)."]
+    if any(r["stderr"] is None for r in rows):
+        lines.append("A value without ± has no standard error available (e.g. LC WR saved with --lc-bootstrap 0).")
     judges = sorted(
         {r["annotator"] for r in rows if r["metric"] != "bbh_exact_match" and not r["comparable_to_leaderboard"]}
     )

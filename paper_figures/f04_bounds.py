@@ -27,11 +27,12 @@ INFO = FigureInfo(
         "population risk of per-class RDRO's empirical risk minimiser vs the number of rows per class (mean over "
         "seeds, 95 % band) and RDRO's uniform-deviation bound at confidence 1 − δ; the fitted slope of each is in "
         "the legend. (b) DDRO's and RDRO's bounds at the largest n vs the ordinary-ratio bound R of DDRO's model "
-        "class. (c) Their ratio DDRO / RDRO vs R: RDRO's bound does not depend on R (its ratio r_α ≤ 1/α), DDRO's "
-        "grows with it."
+        "class. Both on the same class of t: DDRO's model g ∈ [1/R, R], RDRO's t ∈ [log r_α(1/R), "
+        "log(1/α)]. (c) Their ratio DDRO / RDRO vs R: RDRO's bound grows only through the log R in the range of its "
+        "loss (its target r_α ≤ 1/α whatever R), DDRO's with R itself."
     ),
     claims=(3,),
-    compute_version=2,
+    compute_version=3,
 )
 
 

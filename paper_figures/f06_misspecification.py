@@ -30,16 +30,18 @@ INFO = FigureInfo(
         "The preference rule changes only the pairs DPO learns from: the unpaired labelled rows of RDRO, DDRO "
         "[reconstructed], KTO and SFT have the same law under both rules, so their curves differ between the panels "
         "by sampling noise only. (a) Intransitive (cyclic, context-dependent) pair preferences: KL(π_θ ‖ p+) of each "
-        "method's fitted policy vs the number of rows n (DPO: n/2 pairs). RDRO and stabilised DDRO keep falling; DPO "
-        "levels off at its population optimum (thin horizontal lines: fits on the exact expected counts; RDRO's and "
-        "DDRO's are ≈ 0, below the panel). KTO's loss has no finite minimiser here: its curve and line are the "
+        "method's fitted policy vs the number of rows n (DPO: n/2 pairs). RDRO and stabilised DDRO keep falling towards 0; DPO "
+        "falls towards its own population optimum, not p+ (thin horizontal lines: fits on the exact expected counts; "
+        "RDRO's and DDRO's are ≈ 0, below the panel) — at small n DPO is as far from p+ under the control rule (b), so "
+        "there the gap is estimation error, and the misspecification shows only as n grows. KTO's loss has no finite minimiser here: its curve and line are the "
         "policy after a fixed number of Adam steps, not an optimum, away from p+ under both rules. (b) Control with "
         "Bradley–Terry pairs, where DPO (β = 1) targets p+ as well. Lines: mean over seeds; bands: 95 % t-intervals, "
-        "cut at the bottom of the panel where they reach below zero. Raw DDRO's fits can diverge (fraction of fits "
-        "in the legend; drawn without a band)."
+        "cut at the bottom of the panel where they reach below zero. Raw DDRO's fits can diverge: its line is the mean over all "
+        "its fits, converged and diverged, drawn without a band, and the legend gives the largest fraction of "
+        "diverged fits at any n."
     ),
     claims=(5,),
-    compute_version=2,
+    compute_version=3,
 )
 
 METHOD_STYLE = {  # E5 method -> style key

@@ -30,12 +30,13 @@ INFO = FigureInfo(
         "Left: gradient norm before clipping (log scale). Middle: mean sequence log-ratio t of the batch's preferred "
         "rows (solid) and non-preferred rows (dashed); dotted: log(1/α), RDRO's bound on t; the axis stops 4 nats "
         "below it, so a series that falls further leaves the panel. Right: share of the batch's preferred rows with "
-        "|t − log(1/α)| < 0.1; dashed grey (known-preference data, where r_α is known): that share at the optimum "
+        "|t − log(1/α)| < 0.1 (lines; open circles: the held-out preferred rows at each evaluation, the statistic of "
+        "the saturation check); dashed grey (known-preference data, where r_α is known): that share at the optimum "
         "π_θ = p+, where t = log r_α = log(w/α) and only the preferred rows with w ≈ 1 sit at the bound. A cross marks "
         "the step at which a run's weights became non-finite (drawn at its last finite value)."
     ),
     claims=(6,),
-    compute_version=5,
+    compute_version=6,
 )
 
 METHODS = ("rdro_pooled", "rdro_per_class", "ddro_raw", "ddro_stabilized", "kto")
@@ -56,10 +57,14 @@ def compute(settings: RunSettings) -> dict:
             rows = sorted(
                 select_rows(kp["table"], world=world, method=method, source="train_log"), key=lambda r: r["step"]
             )
+            evals = sorted(select_rows(kp["table"], world=world, method=method, source="eval"), key=lambda r: r["step"])
             series[f"{world}/{method}"] = {
                 "step": column(rows, "step"),
                 **{key: column(rows, key) for key in LOG_KEYS},
                 "diverged_at": summary[0].get("diverged_at"),
+                # the held-out rows' share near the bound at each evaluation (the statistic of the claim-6 check)
+                "eval_step": column(evals, "step"),
+                "share_near_bound_heldout": column(evals, "share_near_bound"),
             }
     ceiling = {w: m.get("share_near_bound_optimum_train") for w, m in kp["meta"].get("worlds", {}).items()}
     return {
@@ -100,6 +105,9 @@ def draw(results: dict):
             ax_t.plot(s["step"], s["t_nonpreferred_mean"], linestyle="--", **common)
             _mark_divergence(ax_t, s, "t_preferred_mean", style["color"])
             ax_s.plot(s["step"], s["share_near_bound_train"], linestyle=style["linestyle"], **common)
+            if s.get("eval_step"):
+                ax_s.plot(s["eval_step"], s["share_near_bound_heldout"], linestyle="none", marker="o", markersize=5,
+                          markerfacecolor="white", markeredgecolor=style["color"], markeredgewidth=1.4)  # fmt: skip
         ax_g.set_yscale("log")
         ax_g.set_ylabel("gradient norm (before clipping)")
         ax_t.axhline(bound, color="0.3", linestyle=":", linewidth=1.0)
@@ -115,6 +123,10 @@ def draw(results: dict):
             ax_s.axhline(d["share_at_optimum"][world], color="0.4", linestyle="--", linewidth=1.0)
             ax_s.annotate("at p+", (0.02, d["share_at_optimum"][world]), xycoords=("axes fraction", "data"),
                           fontsize=7, color="0.3", va="bottom")  # fmt: skip
+        if any(d["series"].get(f"{world}/{m}", {}).get("eval_step") for m in METHODS):
+            ax_s.plot([], [], color="0.4", linestyle="-", label="training batch")
+            ax_s.plot([], [], color="0.4", linestyle="none", marker="o", markerfacecolor="white", label="held-out rows")
+            ax_s.legend(loc="upper left", fontsize=6.5)
         ax_s.set_ylim(-0.03, 1.03)
         ax_s.set_ylabel("share of preferred t near log(1/α)")
         for c, ax in enumerate((ax_g, ax_t, ax_s)):

@@ -26,12 +26,14 @@ INFO = FigureInfo(
         "rdro.llm.known_preference: responses sampled from π_ref and labelled with a per-prompt rule of preferred "
         "probability α, so π_ref = q_α and p+ is known. Top row: a Bradley–Terry-consistent rule (shorter is "
         "better, per-prompt threshold); bottom row: an intransitive rule (rock–paper–scissors over length classes, "
-        "claim 5; three length classes, cut per prompt to masses near ½ / 0.4 / 0.1). Left: estimated KL(p+ ‖ π_θ) on held-out preferred π_ref rows (0 at π_θ = p+). Middle: mean "
+        "claim 5; three length classes, cut per prompt to masses near ½ / 0.4 / 0.1). Left: estimated KL(p+ ‖ π_θ) on held-out preferred π_ref rows (0 at π_θ = p+; this direction, unlike F3, F6 "
+        "and F7's KL(π_θ ‖ p+), can be estimated from p+ samples). Middle: mean "
         "|t − log r_α| on the held-out rows with w > 0 (where log r_α is finite). Right: preferred rate of fresh "
-        "samples from π_θ (dotted: α, the rate of π_ref; dashed: the rate of p+ on the same prompts). Bands on the "
-        "sampled estimates: ±1.96 standard errors. Bottom row, full run: each method trained with 3 seeds (LoRA initialisation "
-        "and data order) on the same data, since p+ lies only ≈ 0.05 nats from π_ref there; lines are the mean over "
-        "the seeds, bands ±1.96 standard errors over them. When the response space is enumerable (the tiny model's 2-token "
+        "samples from π_θ (dotted: α, the rate of π_ref; dashed: the rate of p+ on the same prompts). Bands, drawn on "
+        "sampled estimates only: ±1.96 standard errors. Raw DDRO's weights become non-finite before the first "
+        "evaluation in the full run, so only its step-0 point (shared by every method) is drawn. Bottom row, full run: each method trained with 3 seeds (LoRA initialisation "
+        "and data order) on the same data, since p+ lies only ≈ 0.05 nats from π_ref there; thick lines are the mean "
+        "over the seeds, thin lines the seeds themselves. When the response space is enumerable (the tiny model's 2-token "
         "responses, SmolLM2's single-token responses) the left and right panels show the exact KL(p+ ‖ π_θ) and "
         "E_π_θ[w] summed over every response and averaged over every prompt instead (no band: no sampling error). "
         "KTO, DPO and BCO move away from p+ under the Bradley–Terry rule too (top row), so the bottom row shows that "
@@ -39,12 +41,12 @@ INFO = FigureInfo(
         "in the metadata below."
     ),
     claims=(2, 5),
-    compute_version=6,
+    compute_version=7,
 )
 
 METRICS = (  # (metric, its standard error or None, axis label)
     ("kl_pplus", "kl_pplus_se", "KL(p+ ‖ π_θ) estimate (nats)"),
-    ("dist_log_ratio", None, "mean |t − log r_α| where w > 0 (nats)"),
+    ("dist_log_ratio", None, "mean |t − log r_α| at w > 0 (nats)"),
     ("fresh_preferred_rate", "fresh_preferred_rate_se", "preferred rate of samples from π_θ"),
 )
 #: enumerable worlds: the exact value replaces the sampled estimate in a panel (metric → (exact metric, axis label))
@@ -87,8 +89,8 @@ def compute(settings: RunSettings) -> dict:
 
 
 def _add_seed_statistics(entry: dict, rows: list, replicate_rows: list) -> None:
-    """Runs trained with several seeds (the benchmark's ``cyclic_train_seeds``): the mean over the seeds of every
-    metric at each evaluation step, and its standard error (ddof = 1), as ``METRIC_seed_mean`` / ``_seed_se``."""
+    """Runs trained with several seeds (the benchmark's ``cyclic_train_seeds``): every metric of every seed at each
+    evaluation step, as ``METRIC_seed_values`` [seeds][steps], and their mean, ``METRIC_seed_mean``."""
     if not replicate_rows:
         return
     runs = [rows] + [
@@ -100,8 +102,8 @@ def _add_seed_statistics(entry: dict, rows: list, replicate_rows: list) -> None:
     entry["step"] = entry["step"][:length]
     for metric in [m for m, _, _ in METRICS] + [exact for exact, _ in EXACT.values()]:
         values = np.array([column(run[:length], metric) for run in runs], dtype=float)
+        entry[f"{metric}_seed_values"] = values.tolist()
         entry[f"{metric}_seed_mean"] = values.mean(axis=0).tolist()
-        entry[f"{metric}_seed_se"] = (values.std(axis=0, ddof=1) / np.sqrt(len(runs))).tolist()
 
 
 def _has_values(series: dict, key: str) -> bool:
@@ -130,10 +132,11 @@ def draw(results: dict):
                 key = exact[0] if exact else metric
                 lo = hi = None
                 style = method_style(method, i)
-                if f"{key}_seed_mean" in s:  # several training seeds: their mean, band ±1.96 SE over the seeds
+                if f"{key}_seed_mean" in s:  # several training seeds: their mean, and each seed as a thin line
                     y = np.asarray(s[f"{key}_seed_mean"], dtype=float)
-                    half = 1.96 * np.asarray(s[f"{key}_seed_se"], dtype=float)
-                    lo, hi = y - half, y + half
+                    for seed_values in s[f"{key}_seed_values"]:
+                        ax.plot(s["step"], seed_values, color=style["color"], linestyle=style["linestyle"],
+                                linewidth=0.7, alpha=0.4)  # fmt: skip
                     style = {**style, "label": f"{style['label']}, mean of {s['train_seeds']} seeds"}
                 else:
                     y = np.asarray(s[key], dtype=float)
@@ -160,6 +163,7 @@ def draw(results: dict):
             ax.set_xlabel("training step")
             ax.set_ylabel(ylabel)
             ax.set_title(f"({'abcdef'[r * 3 + c]}) {world_titles.get(world, world)}")
-            if c == 0:
-                ax.legend(loc="best", fontsize=6.5, ncol=2)
+            if c == 0:  # intransitive rule: the methods part to the top and the bottom, the middle right stays free
+                cyclic = world == "cyclic"
+                ax.legend(loc="center right" if cyclic else "best", fontsize=6.5, ncol=1 if cyclic else 2)
     return fig

@@ -17,6 +17,7 @@ report shows them verbatim. They come from the experiments' own ``checks`` (see
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,7 +136,17 @@ def result_payload(result) -> dict:
             "claim": _field(result, "claim"),
             "table": list(_field(result, "table", []) or []),
             "summary": list(_field(result, "summary", []) or []),
-            "checks": list(_field(result, "checks", []) or []),
+            "checks": [_infinite_value_as_text(c) for c in _field(result, "checks", []) or []],
             "meta": dict(_field(result, "meta", {}) or {}),
         }
     )
+
+
+def _infinite_value_as_text(check) -> dict:
+    """A check whose value is ±inf (a diverged run's ratio) keeps it as the text "inf" / "-inf": JSON, and so the
+    results cache, would turn it into None, which the report shows as a missing value."""
+    check = dict(check) if isinstance(check, dict) else dict(vars(check))
+    value = check.get("value")
+    if isinstance(value, float) and math.isinf(value):
+        check["value"] = "inf" if value > 0 else "-inf"
+    return check

@@ -492,18 +492,16 @@ def _e3_run(cfg: dict, task: dict) -> list:
     cls = _e3_class(cfg, world)
     if task["kind"] == "bound_ratio":
         n = cfg["n_per_class"][-1]
-        return [
-            {
-                "kind": "bound_ratio",
-                "seed": 0,
-                "R": R,
-                "n_per_class": n,
-                "ddro_bound": theory.ddro_bound(n, n, delta, R, cls["weight_bound"], 1.0, mu=a),
-                "rdro_bound": theory.rdro_bound(n, n, delta, a, cls["weight_bound"], 1.0, t_min=cls["t_min"]),
-                "ratio": theory.bound_ratio(n, n, delta, a, R, cls["weight_bound"], 1.0),
-            }
-            for R in cfg["R_grid"]
-        ]
+        rows = []
+        for R in cfg["R_grid"]:
+            # both bounds on the same t-class (the comparison of theory.bound_ratio): RDRO's from t(1/R), as DDRO's
+            # g ≥ 1/R, up to log(1/α) — so RDRO's bound grows with R too, but only through log R in ℓ+'s range
+            t_min = theory.ddro_t_interval(R, a)[0]
+            ddro = theory.ddro_bound(n, n, delta, R, cls["weight_bound"], 1.0, mu=a)
+            rdro = theory.rdro_bound(n, n, delta, a, cls["weight_bound"], 1.0, t_min=t_min)
+            rows.append({"kind": "bound_ratio", "seed": 0, "R": R, "n_per_class": n, "rdro_t_min": t_min,
+                         "ddro_bound": ddro, "rdro_bound": rdro, "ratio": ddro / rdro})  # fmt: skip
+        return rows
     ppos, pneg = np.exp(world.logp_pos_table).ravel(), np.exp(world.logp_neg_table).ravel()
     truth = world.log_relative_ratio_table().ravel()  # in the class, so it is the population minimiser t*
     best = _per_class_risk(truth, ppos, pneg, a)

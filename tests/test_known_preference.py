@@ -381,8 +381,10 @@ def test_cyclic_runs_with_several_training_seeds(tmp_path):
     )
     assert own["value"] == pytest.approx(np.mean(list(finals.values())) / start)
     kto = next(s for s in res.summary if (s["world"], s["method"]) == ("cyclic", "kto"))["kl_pplus_exact_train_seeds"]
-    versus = next(c for c in res.checks if "- KTO" in c["statistic"])
-    assert versus["value"] == pytest.approx(np.mean([finals[k] - kto[k] for k in range(3)]))
+    versus = next(c for c in res.checks if "of KTO / RDRO" in c["statistic"])
+    logs = np.log([kto[k] / finals[k] for k in range(3)])  # paired by seed, on the log scale; 95 % t-interval
+    lower = logs.mean() - 4.302652729911275 * logs.std(ddof=1) / np.sqrt(3)  # t_{0.975, 2}
+    assert versus["value"] == pytest.approx(lower) and versus["passed"] == (lower > 0)
     with pytest.raises(ValueError, match="cyclic_train_seeds"):
         dataclasses.replace(TINY, cyclic_train_seeds=0)
 

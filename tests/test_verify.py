@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rdro import estimators, losses
+from rdro import estimators, losses, theory
 from rdro.simulations import experiments, verify
 
 
@@ -110,6 +110,13 @@ def test_e3_marks_its_sanity_checks_and_reports_the_bound_tightness(capsys, tmp_
             assert tight[row["n_per_class"]]["mean"] == pytest.approx(row["bound"] / row["mean"])
     assert min(r["mean"] for r in tight.values()) > 10  # the bound is loose: reported, not a check
     assert "reported, not thresholded" in out and "tightness" in out
+    ratio_rows = [r for r in res.table if r.get("kind") == "bound_ratio"]
+    assert len(ratio_rows) >= 3
+    cfg = res.meta["config"]
+    for r in ratio_rows:  # one consistent triple per R: the drawn bounds divide to the drawn ratio, theory's own
+        assert r["ratio"] == pytest.approx(r["ddro_bound"] / r["rdro_bound"], rel=1e-12)
+        assert r["rdro_t_min"] == pytest.approx(theory.ddro_t_interval(r["R"], cfg["alpha"])[0], rel=1e-12)
+    assert [r["rdro_bound"] for r in ratio_rows] == sorted(r["rdro_bound"] for r in ratio_rows)  # grows with R
 
 
 def _e5_table(cfg, kl):

@@ -252,7 +252,7 @@ class BenchmarkConfig:
 QUICK_CONFIG = BenchmarkConfig()
 
 #: CPU configuration: SmolLM2-135M-Instruct, LoRA (rank 8, top 4 of 30 layers; the 26 below frozen and replayed from a
-#: per-sequence cache, 20–60 s per run on 2 cores), single-token responses — the response
+#: per-sequence cache, 20–80 s per run on 2 cores; the whole benchmark 571 s), single-token responses — the response
 #: space is the vocabulary (49152 responses), so π_ref(·|x), α, p+ and KL(p+ ‖ π_θ) are exact — 64 prompts × (16
 #: training + 8 held-out) responses, 48 steps of 16 rows (0.75 epoch) at lr 1e-3 decaying linearly to 0 (at a
 #: constant rate the SGD noise of the last steps, 0.01–0.03 nats, is as large as the cyclic world's KL(p+ ‖ π_ref)
@@ -270,7 +270,7 @@ FULL_CONFIG = BenchmarkConfig(
     batch_size=16,
     learning_rate=1e-3,
     lr_scheduler="linear",
-    eval_every=12,
+    eval_every=16,
     fresh_prompts=16,
     fresh_per_prompt=4,
     lora_r=8,

@@ -29,9 +29,12 @@ INFO = FigureInfo(
         "fit; solid: n rows, mean over seeds with 95 % band). (b) Rows stratified to a preferred fraction π+, true α: "
         "the per-class loss reaches p+ for every class balance, the pooled loss (as in the authors' code) only at "
         "π+ = ½ — its optimum is pooled_rdro_target. The n-row fits with a wrong target (pooled at π+ ≠ ½, α' ≠ α) "
-        "lie well above their own population fits (e.g. 1.94 against 0.96 nats, pooled at π+ = 0.1, in one seed); "
-        "more L-BFGS iterations (150, 400, 2000) do not change them, so it is not an unfinished fit — the cause is "
-        "not established (a suspect: responses seen in one class only, whose fitted t runs to ±∞)."
+        "lie well above their own population fits (e.g. 1.94 against 0.96 nats, pooled at π+ = 0.1, in one sample of 20000 rows; "
+        "more L-BFGS iterations, 150 to 2000, do not change them). A wrong target's mass Σ_y π_ref r is not 1 (≈ 0.2 "
+        "per prompt for pooled at π+ = 0.1), so the normalised policy must put the rest somewhere, and it goes where "
+        "the loss resists least — to a rarely seen response, chosen by a few counts: in that sample 0.80 of prompt 0's "
+        "mass sits on a response with 1 preferred and 2 non-preferred rows (π_ref = 0.002), where the population "
+        "fit puts 0.85 on another response. The wrong-target fits are unstable in n, not just biased."
     ),
     claims=(2,),
     compute_version=1,

@@ -37,11 +37,11 @@ INFO = FigureInfo(
         "policy after a fixed number of Adam steps, not an optimum, away from p+ under both rules. (b) Control with "
         "Bradley–Terry pairs, where DPO (β = 1) targets p+ as well. Lines: mean over seeds; bands: 95 % t-intervals, "
         "cut at the bottom of the panel where they reach below zero. Raw DDRO's fits can diverge: its line is the mean over all "
-        "its fits, converged and diverged, drawn without a band, and the legend gives the largest fraction of "
-        "diverged fits at any n."
+        "its fits, converged and diverged, drawn without a band, with the percentage of diverged fits beside each "
+        "point; its converged fits reach ≈ 0.001–0.003 nats."
     ),
     claims=(5,),
-    compute_version=3,
+    compute_version=4,
 )
 
 METHOD_STYLE = {  # E5 method -> style key
@@ -105,14 +105,19 @@ def draw(results: dict):
                 label += f" (β={d['dpo_beta']:g}, pairs)"
             if method == "kto" and d.get("adam_steps"):
                 label += f" ({d['adam_steps']} Adam steps)"
-            if s.get("slope") is not None:
-                label += f", slope {s['slope']:.2f}"
             diverged = max([v for v in s["diverged_fraction"] if math.isfinite(v)] or [0.0])
+            if s.get("slope") is not None and not diverged:  # a slope through partly diverged fits means nothing
+                label += f", slope {s['slope']:.2f}"
             if diverged > 0:
-                label += f", diverged {diverged:.0%}"
+                label += ", % of fits diverged at each n"
             lo = np.maximum(np.asarray(s["ci_lo"], dtype=float), floor)
             if diverged > 0:  # means over partly diverged fits: line only, the band would be meaningless
                 plot_with_band(ax, s["n"], s["mean"], style={**style, "label": label})
+                for n, mean, frac in zip(s["n"], s["mean"], s["diverged_fraction"]):
+                    if math.isfinite(frac) and frac > 0 and math.isfinite(mean) and mean > 0:
+                        ax.annotate(f"{frac:.0%}", (n, mean), textcoords="offset points", xytext=(0, 7), ha="center",
+                                    fontsize=6.5, color=style["color"], zorder=5,
+                                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})  # fmt: skip
             else:
                 plot_with_band(ax, s["n"], s["mean"], lo, s["ci_hi"], style={**style, "label": label})
             pop = s.get("population")

@@ -494,13 +494,11 @@ def _e3_run(cfg: dict, task: dict) -> list:
         n = cfg["n_per_class"][-1]
         rows = []
         for R in cfg["R_grid"]:
-            # both bounds on the same t-class (the comparison of theory.bound_ratio): RDRO's from t(1/R), as DDRO's
-            # g ≥ 1/R, up to log(1/α) — so RDRO's bound grows with R too, but only through log R in ℓ+'s range
-            t_min = theory.ddro_t_interval(R, a)[0]
-            ddro = theory.ddro_bound(n, n, delta, R, cls["weight_bound"], 1.0, mu=a)
-            rdro = theory.rdro_bound(n, n, delta, a, cls["weight_bound"], 1.0, t_min=t_min)
-            rows.append({"kind": "bound_ratio", "seed": 0, "R": R, "n_per_class": n, "rdro_t_min": t_min,
-                         "ddro_bound": ddro, "rdro_bound": rdro, "ratio": ddro / rdro})  # fmt: skip
+            # both bounds on the same t-class (theory.bound_pair): RDRO's from t(1/R), as DDRO's g ≥ 1/R
+            ddro, rdro = theory.bound_pair(n, n, delta, a, R, cls["weight_bound"], 1.0)
+            rows.append({"kind": "bound_ratio", "seed": 0, "R": R, "n_per_class": n,
+                         "rdro_t_min": theory.ddro_t_interval(R, a)[0], "ddro_bound": ddro, "rdro_bound": rdro,
+                         "ratio": ddro / rdro})  # fmt: skip
         return rows
     ppos, pneg = np.exp(world.logp_pos_table).ravel(), np.exp(world.logp_neg_table).ravel()
     truth = world.log_relative_ratio_table().ravel()  # in the class, so it is the population minimiser t*

@@ -5,6 +5,7 @@ setuptools ``package-dir``); import it as ``rdro.theory``, never as ``theory``.
 """
 
 from rdro.theory.bounds import (
+    bound_pair,
     bound_ratio,
     ddro_bound,
     excess_risk_bound,
@@ -25,6 +26,7 @@ from rdro.theory.loss_constants import (
 
 __all__ = [
     "LossConstants",
+    "bound_pair",
     "bound_ratio",
     "ddro_bound",
     "ddro_class_constants",

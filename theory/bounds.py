@@ -27,6 +27,7 @@ __all__ = [
     "per_class_excess_risk_bound",
     "rdro_bound",
     "ddro_bound",
+    "bound_pair",
     "bound_ratio",
 ]
 
@@ -160,12 +161,18 @@ def ddro_bound(n_pos, n_neg, delta, R, weight_bound, feature_bound, divergence="
     return per_class_excess_risk_bound(n_pos, n_neg, delta, constants, weight_bound, feature_bound)
 
 
-def bound_ratio(n_pos, n_neg, delta, alpha, R, weight_bound, feature_bound, divergence="logistic", g_min=None):
-    """DDRO / RDRO bound ratio on the same t-class [reconstructed]: DDRO with μ = α on the
+def bound_pair(n_pos, n_neg, delta, alpha, R, weight_bound, feature_bound, divergence="logistic", g_min=None):
+    """(DDRO bound, RDRO bound) on the same t-class [reconstructed]: DDRO with μ = α on the
     g-range [g_min, R] (default g_min = 1/R), RDRO on t ∈ [t(g_min), log(1/α)] where
     t(g) = log r_α(g) = log(g / (α g + 1 − α)) — the same lower end in t, and RDRO's upper end
-    log(1/α) ≥ t(R) covers every ratio whatever R. Increases with R (≈ linearly for large R, against
-    RDRO's logarithmic growth through the range of ℓ+)."""
+    log(1/α) ≥ t(R) covers every ratio whatever R. RDRO's grows with R only through log R in the range of ℓ+."""
     t_lo, _ = ddro_t_interval(R, alpha, g_min)
     ddro = ddro_bound(n_pos, n_neg, delta, R, weight_bound, feature_bound, divergence, mu=alpha, g_min=g_min)
-    return ddro / rdro_bound(n_pos, n_neg, delta, alpha, weight_bound, feature_bound, t_min=t_lo)
+    return ddro, rdro_bound(n_pos, n_neg, delta, alpha, weight_bound, feature_bound, t_min=t_lo)
+
+
+def bound_ratio(n_pos, n_neg, delta, alpha, R, weight_bound, feature_bound, divergence="logistic", g_min=None):
+    """DDRO / RDRO bound ratio of :func:`bound_pair` [reconstructed]. Increases with R (≈ linearly for large R,
+    against RDRO's logarithmic growth through the range of ℓ+)."""
+    ddro, rdro = bound_pair(n_pos, n_neg, delta, alpha, R, weight_bound, feature_bound, divergence, g_min)
+    return ddro / rdro

@@ -197,13 +197,15 @@ def _table(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``rdro eval``: parse ``argv`` and run one step. Bad input, missing files or keys
-    (MissingAPIKeyError is a RuntimeError) and results the tools return in an unexpected shape (RuntimeError) are
-    reported on stderr with exit status 2."""
+    """Entry point of ``rdro eval``: parse ``argv`` and run one step. Bad input, missing files or keys and results
+    lm-eval returns in an unexpected shape are reported on stderr with exit status 2."""
+    from rdro.llm.evaluation.alpaca import MissingAPIKeyError
+    from rdro.llm.evaluation.bbh import UnexpectedResultError
+
     args = build_parser().parse_args(argv)
     run = {"generate": _generate, "alpaca-eval": _alpaca_eval, "bbh": _bbh, "table": _table}[args.step]
     try:
         return run(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, FileNotFoundError, MissingAPIKeyError, UnexpectedResultError) as exc:
         print(f"rdro eval {args.step}: {exc}", file=sys.stderr)
         return 2

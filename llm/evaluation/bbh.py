@@ -43,16 +43,20 @@ BBH_VARIANTS = {
 PREFERRED_FILTERS = ("flexible-extract", "get-answer")
 
 
+class UnexpectedResultError(RuntimeError):
+    """lm-eval returned a result this module cannot read unambiguously."""
+
+
 def pick_exact_match_key(result: dict[str, Any], task: str) -> str:
     """The ``exact_match,<filter>`` entry of one lm-eval result: the only one, else the first of PREFERRED_FILTERS;
-    RuntimeError when neither decides."""
+    UnexpectedResultError when neither decides."""
     keys = sorted(k for k in result if k.startswith("exact_match,"))
     if len(keys) == 1:
         return keys[0]
     for name in PREFERRED_FILTERS:
         if f"exact_match,{name}" in keys:
             return f"exact_match,{name}"
-    raise RuntimeError(
+    raise UnexpectedResultError(
         f"lm-eval returned {len(keys)} exact_match entries for task {task!r} ({keys}) and none of the filters "
         f"{list(PREFERRED_FILTERS)}; cannot tell which one to report"
     )

@@ -329,10 +329,10 @@ def sequence_logprobs(
     ``weight`` and ``bias`` when they require grad; when none does (the reference model), the op runs its
     forward-only path and keeps nothing for backward.
     """
-    device_type = hidden.device.type if isinstance(hidden, torch.Tensor) else "cpu"
-    if isinstance(hidden, torch.Tensor) and isinstance(weight, torch.Tensor) and torch.is_autocast_enabled(device_type):
+    tensors = isinstance(hidden, torch.Tensor) and isinstance(weight, torch.Tensor)  # else _validate says so
+    if tensors and torch.is_autocast_enabled(hidden.device.type):
         # as autocast treats nn.Linear: fp32 / fp16 / bf16 tensors take the autocast dtype, fp64 ones stay as they are
-        cast = torch.get_autocast_dtype(device_type)
+        cast = torch.get_autocast_dtype(hidden.device.type)
         hidden, weight = (t.to(cast) if t.dtype in _AUTOCAST_ELIGIBLE else t for t in (hidden, weight))
     _validate(hidden, weight, targets, bias, logit_scale, ignore_index, reduction, chunk_size, grad_filter)
     impl = resolve_backend(backend, hidden.device, hidden.dtype)

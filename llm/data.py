@@ -12,8 +12,8 @@ messages); conversations go through the tokenizer's chat template.
 
 Tokenisation of one row (the recipe's rule): the prompt tokens are the tokenised prompt (with the
 generation prompt for conversations), the completion tokens what the full text adds after them.
-The prompt is truncated **from the left** to ``max_prompt_length``, then the completion is truncated
-(from the right) to fit ``max_length``. Prompt tokens and padding are masked out of the sequence
+The prompt is truncated **from the left** to ``max_prompt_length`` (a leading BOS token kept), then the
+completion is truncated (from the right) to fit ``max_length``. Prompt tokens and padding are masked out of the sequence
 log-prob, so log π(y|x) = Σ_{t ∈ completion} log π(y_t | x, y_<t).
 """
 
@@ -292,7 +292,8 @@ def tokenize_row(tokenizer, prompt, completion, max_length: int, max_prompt_leng
     completion tokens the rest of the full sequence (a template whose prompt rendering is not a prefix of the full
     rendering, but for its last token, is an error). Text: the same with plain tokenisation of
     ``prompt`` and ``prompt + completion``, plus an EOS token closing the completion when the
-    tokenizer has one. Then the prompt keeps its last ``max_prompt_length`` tokens and the
+    tokenizer has one. Then the prompt keeps its last ``max_prompt_length`` tokens (a leading BOS token is kept
+    in front of them, within the ``max_prompt_length``: Llama models expect it first) and the
     completion its first ``max_length − len(prompt)`` tokens; a completion left with no token
     is an error.
     """
@@ -319,7 +320,11 @@ def tokenize_row(tokenizer, prompt, completion, max_length: int, max_prompt_leng
     prompt_ids, completion_ids = f[:n], f[n:]
     if not completion_ids:
         raise ValueError(f"row {row}: the completion adds no tokens after the prompt (empty completion?)")
-    prompt_ids = prompt_ids[-max_prompt_length:]
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if len(prompt_ids) > max_prompt_length >= 2 and bos is not None and prompt_ids[0] == bos:
+        prompt_ids = prompt_ids[:1] + prompt_ids[1 - max_prompt_length :]  # the model's start token stays first
+    else:
+        prompt_ids = prompt_ids[-max_prompt_length:]
     completion_ids = completion_ids[: max(0, max_length - len(prompt_ids))]
     if not completion_ids:
         raise ValueError(

@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import enum
 import importlib.util
 import json
 import os
+import shutil
 import sys
+import types
+import typing
 
 import yaml
 
@@ -27,9 +31,18 @@ from rdro.results import atomic_write_text
 __all__ = ["main", "parse_overrides", "build_config", "run"]
 
 
-def _yaml_value(text):
-    """YAML scalar, also reading exponent floats without a dot ("1e-5"), which YAML 1.1 leaves as strings."""
-    value = yaml.safe_load(text) if isinstance(text, str) else text
+#: YAML 1.1's booleans besides true/false: text on the command line (``--save_strategy no``), read as booleans by
+#: boolean fields only (:func:`_check_value_types`)
+_YAML11_BOOLEANS = {"yes": True, "no": False, "on": True, "off": False, "y": True, "n": False}
+
+
+def _yaml_value(text, parse: bool = True):
+    """``text`` read as a YAML scalar (``parse``: a command-line value; else a recipe's value, parsed already), also
+    reading exponent floats without a dot ("1e-5"), which YAML 1.1 leaves as strings. A command-line yes / no / on /
+    off / y / n stays text."""
+    value = yaml.safe_load(text) if parse and isinstance(text, str) else text
+    if isinstance(value, bool) and isinstance(text, str) and text.lower() in _YAML11_BOOLEANS:
+        return text
     if isinstance(value, str):
         try:
             return (
@@ -61,6 +74,55 @@ def parse_overrides(tokens: list[str]) -> dict:
     return out
 
 
+_TYPE_NAMES = {
+    bool: "a boolean (true/false)",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    type(None): "null",
+}
+
+
+def _check_value_types(values: dict, cls) -> dict:
+    """Check each value against the type annotation of its ``cls`` field (only fields typed with bool / int / float /
+    str / None / an enum / a Literal; others, such as lists and dicts, are left to the config): a wrong type is a
+    ValueError naming the key and the expected type. An integral float for an int field (``1e3``) becomes an int.
+    Returns the checked values."""
+    hints = typing.get_type_hints(cls)
+    out = dict(values)
+    for key, value in values.items():
+        hint = hints[key]
+        union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+        parts = typing.get_args(hint) if union else (hint,)
+        allowed = set()
+        for part in parts:
+            if typing.get_origin(part) is typing.Literal:
+                if value in typing.get_args(part):
+                    allowed = None
+                    break
+            elif isinstance(part, type) and issubclass(part, enum.Enum):
+                allowed.add(str)
+            elif part in _TYPE_NAMES:
+                allowed.add(part)
+            else:  # a list, dict or other type: not checked here
+                allowed = None
+                break
+        if not allowed or any(type(value) is t for t in allowed):
+            continue
+        if float in allowed and type(value) is int:
+            continue
+        if int in allowed and type(value) is float and value.is_integer():
+            out[key] = int(value)
+            continue
+        if bool in allowed and isinstance(value, str) and value.lower() in _YAML11_BOOLEANS:
+            out[key] = _YAML11_BOOLEANS[value.lower()]
+            continue
+        expected = " or ".join(_TYPE_NAMES[t] for t in sorted(allowed, key=list(_TYPE_NAMES).index))
+        hint = " (YAML reads an unquoted yes/no/on/off as a boolean: quote it)" if type(value) is bool else ""
+        raise ValueError(f"{key} must be {expected}, got {value!r} ({type(value).__name__}){hint}")
+    return out
+
+
 def build_config(config_path: str | None, overrides: dict):
     """The :class:`RDROConfig` from a YAML recipe plus overrides; unknown keys are an error."""
     from rdro.llm.trainer import RDROConfig
@@ -73,7 +135,7 @@ def build_config(config_path: str | None, overrides: dict):
             values = yaml.safe_load(f) or {}
         if not isinstance(values, dict):
             raise ValueError(f"recipe {config_path!r} must be a YAML mapping of RDROConfig fields")
-    values = {k: _yaml_value(v) for k, v in values.items()}
+    values = {k: _yaml_value(v, parse=False) for k, v in values.items()}
     values.update(overrides)
     known = {f.name for f in dataclasses.fields(RDROConfig) if f.init}
     unknown = sorted(set(values) - known)
@@ -82,7 +144,7 @@ def build_config(config_path: str | None, overrides: dict):
     for key in ("model_name_or_path", "dataset", "output_dir"):
         if not values.get(key):
             raise ValueError(f"the recipe needs {key!r} (set it in the YAML or pass --{key} ...)")
-    return RDROConfig(**values)
+    return RDROConfig(**_check_value_types(values, RDROConfig))
 
 
 def _check_launcher() -> None:
@@ -141,10 +203,18 @@ def run(args) -> str:
         }
         atomic_write_text(os.path.join(args.output_dir, "run_config.json"), json.dumps(meta, indent=1))
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    # written beside and renamed once complete, so that `final` is never half-written
     final = os.path.join(args.output_dir, "final")
-    trainer.save_model(final)
+    partial = final + ".partial"
     if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(final)
+        shutil.rmtree(partial, ignore_errors=True)  # left by a run killed while saving
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(partial)
+    trainer.accelerator.wait_for_everyone()  # (some backends write from every process)
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(partial)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(partial, final)
     return final
 
 

@@ -23,11 +23,13 @@ import json
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass, field
 
 import torch
 from transformers import Trainer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from rdro.llm.data import PairedRows, PreferenceCollator, resolve_alpha, tokenized_digest
 from rdro.llm.kernels import check_grad_filter
@@ -62,6 +64,31 @@ LOSSES = ("rdro", "ddro", "kto", "bco", "dpo", "sft")
 _BCO_STATE_FILE = "bco_running_mean.json"
 _NEAR_BOUND = 0.1  # "t within 0.1 of log(1/α)"
 _FINGERPRINT_SAMPLES = 4096  # values sampled (strided) from each reference parameter for the cache key
+
+
+def _is_complete_checkpoint(folder: str) -> bool:
+    """Whether ``folder`` holds a checkpoint whose saving finished: the Trainer writes its readable
+    ``trainer_state.json`` last."""
+    try:
+        with open(os.path.join(folder, TRAINER_STATE_NAME)) as f:
+            json.load(f)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _last_complete_checkpoint(output_dir: str) -> str:
+    """The ``checkpoint-N`` folder of ``output_dir`` with the largest N among the complete ones (a checkpoint whose
+    saving was cut short, e.g. by a killed job, is skipped with a warning); ValueError when there is none."""
+    pattern = re.compile(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)")
+    names = os.listdir(output_dir) if os.path.isdir(output_dir) else []
+    steps = sorted((int(m.group(1)), name) for name in names if (m := pattern.fullmatch(name)))
+    for _, name in reversed(steps):
+        folder = os.path.join(output_dir, name)
+        if _is_complete_checkpoint(folder):
+            return folder
+        logger.warning("skipping %s: an incomplete checkpoint (no readable %s)", folder, TRAINER_STATE_NAME)
+    raise ValueError(f"resume_from_checkpoint=True: no complete checkpoint-N folder in output_dir {output_dir!r}")
 
 
 @dataclass
@@ -152,6 +179,9 @@ class RDROConfig(TrainingArguments):
                 f"need max_length ≥ 2 and max_prompt_length ≥ 1, got max_length={self.max_length!r}, "
                 f"max_prompt_length={self.max_prompt_length!r}"
             )
+        chunk = self.logprob_chunk_size
+        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+            raise ValueError(f"logprob_chunk_size must be a positive int or None, got {chunk!r}")
         check_grad_filter(self.logprob_grad_filter, "logprob_grad_filter")
         resolve_model_dtype(self.model_dtype, "model_dtype")
         self.lora_target_modules = lora_target_modules(self.lora_target_modules, "lora_target_modules")
@@ -160,9 +190,20 @@ class RDROConfig(TrainingArguments):
                 "loss='kto' needs per_device_train_batch_size ≥ 2 (its reference point z0 comes from mismatched "
                 f"prompt/completion pairs within a batch), got {self.per_device_train_batch_size!r}"
             )
+        if self.remove_unused_columns:
+            raise ValueError(
+                "remove_unused_columns must be False for RDROTrainer: its collator reads the columns the model's "
+                "forward does not take (completion_start, label, pair_id, ref_logprob)"
+            )
         if self.activation_checkpointing_kwargs is None and self.gradient_checkpointing_kwargs is None:
             self.activation_checkpointing_kwargs = {"use_reentrant": False}
         super().__post_init__()
+        from transformers.integrations import is_tensorboard_available, is_wandb_available
+
+        extras = {"tensorboard": (is_tensorboard_available, "llm"), "wandb": (is_wandb_available, "wandb")}
+        for name, (available, extra) in extras.items():
+            if name in self.report_to and not available():
+                raise ValueError(f"report_to={name!r} needs the {name} package: pip install 'rdro[{extra}]'")
 
 
 class RDROTrainer(Trainer):
@@ -439,12 +480,12 @@ class RDROTrainer(Trainer):
         if resume_from_checkpoint is False:
             resume_from_checkpoint = None
         if resume_from_checkpoint is True:
-            output_dir = self.args.output_dir
-            resume_from_checkpoint = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
-            if resume_from_checkpoint is None:
-                raise ValueError(
-                    f"resume_from_checkpoint=True: no checkpoint-N folder found in output_dir {output_dir!r}"
-                )
+            resume_from_checkpoint = _last_complete_checkpoint(self.args.output_dir)
+        elif resume_from_checkpoint is not None and not _is_complete_checkpoint(resume_from_checkpoint):
+            raise ValueError(
+                f"resume_from_checkpoint={resume_from_checkpoint!r} is not a complete checkpoint folder (no readable "
+                f"{TRAINER_STATE_NAME}, which the Trainer writes last: a missing folder or a save that was cut short)"
+            )
         if not self._reference_ready:
             self._attach_reference_logprobs()
         if resume_from_checkpoint is not None and self.args.loss == "bco":
@@ -533,7 +574,8 @@ class RDROTrainer(Trainer):
             was_training = reference.training
             reference.eval()  # no dropout in π_ref
             out = []
-            for chunk in tqdm(chunks, desc="reference log-probs (once)", disable=not self.is_world_process_zero()):
+            hide = args.disable_tqdm or not self.is_world_process_zero()
+            for chunk in tqdm(chunks, desc="reference log-probs (once)", disable=hide):
                 batch = {k: v.to(self.args.device) for k, v in collate([rows[i] for i in chunk]).items()}
                 ids = (batch["input_ids"], batch["attention_mask"], batch["targets"])
                 out.append(self._reference_logprobs(self.model, *ids).float().cpu())
@@ -644,10 +686,14 @@ class RDROTrainer(Trainer):
     # ------------------------------------------------------------------ BCO state in checkpoints
 
     def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
+        # δ is written first: the Trainer writes trainer_state.json last (the mark of a complete checkpoint), then
+        # deletes older checkpoints (save_total_limit)
         if self.args.loss == "bco" and self.args.should_save:
-            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            run_dir = self._get_output_dir(trial=trial)
+            folder = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            os.makedirs(folder, exist_ok=True)
             atomic_write_text(os.path.join(folder, _BCO_STATE_FILE), json.dumps(self.bco_running_mean.state_dict()))
+        super()._save_checkpoint(model, trial)
 
     def _load_bco_state(self, checkpoint: str) -> None:
         """Restore BCO's running reward mean δ from ``checkpoint`` (called by :meth:`train` when resuming)."""

@@ -170,6 +170,24 @@ def test_plain_text_gets_eos_and_truncation_rule(tok):
     assert tok.decode(p) == "2 plus 3 ?" and tok.decode(c) == "It is 5"
 
 
+def test_prompt_truncation_keeps_the_bos_token():
+    """A tokenizer that starts every text with a BOS token (Llama): the left-truncated prompt keeps it first, within
+    max_prompt_length (it used to be cut off with the rest of the prompt's start)."""
+    from tokenizers.processors import TemplateProcessing
+
+    bos_tok = word_level_tokenizer(["What is 2 plus 3 ? It is 5 ."])
+    bos_tok.bos_token = "<|system|>"  # a special token of the word-level tokenizer, standing in for <s>
+    bos = bos_tok.bos_token_id
+    bos_tok._tokenizer.post_processor = TemplateProcessing(single="<|system|> $A", special_tokens=[("<|system|>", bos)])
+    p, c = tokenize_row(bos_tok, "What is 2 plus 3 ?", " It is 5 .", max_length=7, max_prompt_length=4)
+    assert p == [bos] + bos_tok("plus 3 ?", add_special_tokens=False)["input_ids"]
+    assert bos_tok.decode(c) == "It is 5"
+    p, _ = tokenize_row(bos_tok, "What is 2 plus 3 ?", " It is 5 .", max_length=64, max_prompt_length=32)
+    assert p[0] == bos and len(p) == 7  # no truncation: unchanged
+    p, _ = tokenize_row(bos_tok, "What is 2 plus 3 ?", " It is 5 .", max_length=64, max_prompt_length=1)
+    assert bos_tok.decode(p) == "?"  # one prompt token: the last one
+
+
 def test_kto_mismatched_batch_rotates_completions(tok):
     rows = tokenize_dataset(datasets.Dataset.from_list(CONV_ROWS * 2), tok, 64, 32)
     batch = PreferenceCollator(tok.pad_token_id, 64, mismatched=True)([rows[i] for i in range(3)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -380,6 +381,34 @@ def test_cli_trains_and_saves(setup, tmp_path):
     assert (run / "run_config.json").is_file()
 
 
+def test_cli_final_model_is_never_half_written(setup, tmp_path, monkeypatch):
+    """`rdro train` writes output_dir/final beside it and renames it once complete: a save cut short (here the
+    tokenizer's) leaves no `final` folder; the next run replaces the leftover and an older `final`."""
+    from rdro.llm.train import main
+
+    recipe = _recipe(tmp_path, _save_tiny(tmp_path, setup, "llama"), save_strategy="no")
+    import rdro.llm.models as models
+
+    def tokenizer_that_cannot_be_saved(*args):  # the tokenizer is saved after the weights
+        tok = load_tokenizer(*args)
+        tok.save_pretrained = lambda *a, **k: 1 / 0
+        return tok
+
+    load_tokenizer = models.load_tokenizer
+    monkeypatch.setattr(models, "load_tokenizer", tokenizer_that_cannot_be_saved)
+    with pytest.raises(ZeroDivisionError):
+        main(["--config", recipe, "--max_steps", "1"])
+    run = tmp_path / "run"
+    assert not (run / "final").exists() and (run / "final.partial" / "model.safetensors").is_file()
+    monkeypatch.undo()
+    (run / "final").mkdir()
+    (run / "final" / "stale.txt").write_text("from an older run")
+    assert main(["--config", recipe, "--max_steps", "1"]) == 0
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith("final")) == ["final"]
+    assert (run / "final" / "model.safetensors").is_file() and (run / "final" / "tokenizer.json").is_file()
+    assert not (run / "final" / "stale.txt").exists()
+
+
 def test_cli_errors(setup, tmp_path, capsys):
     from rdro.llm.train import main, parse_overrides
 
@@ -542,7 +571,7 @@ def test_bco_resume_restores_the_running_mean_whatever_the_backend(setup, tmp_pa
         again.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-3"))
     empty = RDROTrainer(tiny_causal_lm("qwen2", len(setup["tok"])), _config(tmp_path / "none", loss="bco"), rows,
                         setup["tok"])  # fmt: skip
-    with pytest.raises(ValueError, match="no checkpoint-N folder"):
+    with pytest.raises(ValueError, match="no complete checkpoint-N folder"):
         empty.train(resume_from_checkpoint=True)
 
 
@@ -581,6 +610,7 @@ def test_cli_reference_gets_the_gguf_file_and_is_not_kept(setup, tmp_path, monke
 
     class TrainerStandIn:
         alpha = 0.5
+        accelerator = type("AcceleratorStandIn", (), {"wait_for_everyone": staticmethod(lambda: None)})
 
         def __init__(self, model, args, rows, processing_class=None, ref_model=None):
             seen["ref"] = weakref.ref(ref_model) if ref_model is not None else None
@@ -703,3 +733,110 @@ def test_reference_pass_runs_as_many_forwards_on_every_process(setup, tmp_path, 
     values = torch.tensor(trainer.rows["ref_logprob"])
     torch.testing.assert_close(values[[1, 3]], naive, rtol=1e-5, atol=1e-4)
     assert values[[0, 2, 4]].tolist() == [0.0, 0.0, 0.0]  # the other process's rows (not gathered in this stand-in)
+
+
+def test_cli_values_of_the_wrong_type_are_errors_naming_the_key(tmp_path):
+    """`--fp16 ture` used to switch fp16 on (a non-empty string is true), `--max_length abc` failed with int()'s
+    message and `--learning_rate abc` was accepted: each value is checked against its field's type."""
+    from rdro.llm.train import build_config, parse_overrides
+
+    base = ["--model_name_or_path", "/m", "--dataset", "d", "--output_dir", "/o", "--use_cpu", "true"]
+    for extra, message in (
+        (["--fp16", "ture"], "fp16 must be a boolean (true/false), got 'ture'"),
+        (["--precompute_ref_logprobs", "nope"], "precompute_ref_logprobs must be a boolean"),
+        (["--max_length", "abc"], "max_length must be an integer, got 'abc'"),
+        (["--max_length", "100.5"], "max_length must be an integer, got 100.5"),
+        (["--learning_rate", "abc"], "learning_rate must be a number, got 'abc'"),
+        (["--lr_scheduler_type", "1"], "lr_scheduler_type must be a string, got 1"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            build_config(None, parse_overrides(base + extra))
+    cfg = build_config(None, parse_overrides(base + ["--max_steps", "1e3", "--alpha", "0.3", "--beta", "1"]))
+    assert cfg.max_steps == 1000 and isinstance(cfg.max_steps, int) and cfg.alpha == 0.3 and cfg.beta == 1
+    # YAML 1.1 reads no / yes as booleans: `--save_strategy no` (and a recipe's quoted "no") used to become False,
+    # "False is not a valid SaveStrategy"; boolean fields still read them as booleans
+    cfg = build_config(None, parse_overrides(base + ["--save_strategy", "no", "--use_lora", "yes", "--fp16", "off"]))
+    assert cfg.save_strategy == "no" and cfg.use_lora is True and cfg.fp16 is False
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text('save_strategy: "no"\nlearning_rate: 1e-5\n')
+    cfg = build_config(str(recipe), parse_overrides(base))
+    assert cfg.save_strategy == "no" and cfg.learning_rate == 1e-5
+    recipe.write_text("save_strategy: no\n")
+    with pytest.raises(ValueError, match="save_strategy must be a string, got False .* quote it"):
+        build_config(str(recipe), parse_overrides(base))
+    assert build_config(
+        None, parse_overrides(base + ["--lora_target_modules", "q_proj,v_proj"])
+    ).lora_target_modules == [
+        "q_proj",
+        "v_proj",
+    ]
+
+
+def test_config_rejects_settings_that_would_fail_later(tmp_path, monkeypatch):
+    """remove_unused_columns=True used to end in a KeyError in the collator; report_to a logger that is not installed
+    in a RuntimeError from transformers (not caught by `rdro train`); a bad logprob_chunk_size in the op's error."""
+    import transformers.integrations
+
+    with pytest.raises(ValueError, match="remove_unused_columns must be False"):
+        _config(tmp_path, remove_unused_columns=True)
+    monkeypatch.setattr(transformers.integrations, "is_wandb_available", lambda: False)
+    with pytest.raises(ValueError, match=r"report_to='wandb' needs the wandb package: pip install 'rdro\[wandb\]'"):
+        _config(tmp_path, report_to="wandb")
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="logprob_chunk_size must be a positive int or None"):
+            _config(tmp_path, logprob_chunk_size=bad)
+
+
+def test_resume_skips_an_incomplete_checkpoint(setup, tmp_path, caplog):
+    """A job killed while saving checkpoint-4 leaves it without trainer_state.json (the Trainer writes it last):
+    resume_from_checkpoint=True takes checkpoint-2 instead (it used to fail on the incomplete folder), and an explicit
+    incomplete folder is an error before the reference pass."""
+    import logging
+
+    rows = setup["rows"].select(range(32))
+
+    def trainer(out, max_steps=4):
+        cfg = _config(out, max_steps=max_steps, save_strategy="steps", save_steps=2, ref_cache_dir=str(tmp_path))
+        return RDROTrainer(tiny_causal_lm("qwen2", len(setup["tok"])), cfg, rows, setup["tok"])
+
+    full = trainer(tmp_path / "a")
+    full.train()
+    os.remove(tmp_path / "a" / "out" / "checkpoint-4" / "trainer_state.json")
+    resumed = trainer(tmp_path / "a")
+    with caplog.at_level(logging.WARNING, logger="rdro.llm.trainer"):
+        resumed.train(resume_from_checkpoint=True)
+    assert any("skipping" in r.getMessage() and "checkpoint-4" in r.getMessage() for r in caplog.records)
+    assert _losses(resumed) == pytest.approx(_losses(full), rel=1e-5)  # steps 1-2 from checkpoint-2, 3-4 rerun
+    os.remove(tmp_path / "a" / "out" / "checkpoint-4" / "trainer_state.json")  # (the resumed run saved it again)
+    again = trainer(tmp_path / "b")
+    again._attach_reference_logprobs = lambda: pytest.fail("ran the reference pass before checking the checkpoint")
+    for folder in (tmp_path / "a" / "out" / "checkpoint-9", tmp_path / "a" / "out" / "checkpoint-4"):
+        with pytest.raises(ValueError, match="is not a complete checkpoint folder"):
+            again.train(resume_from_checkpoint=str(folder))
+
+
+def test_bco_state_is_in_the_checkpoint_before_its_trainer_state(setup, tmp_path, monkeypatch):
+    """BCO's δ file is written before trainer_state.json, the Trainer's last write (and before it deletes older
+    checkpoints): a checkpoint with a trainer state is complete, δ included. (It used to be written after both.)"""
+    from transformers.trainer_callback import TrainerState
+
+    seen = []
+    original = TrainerState.save_to_json
+
+    def save_to_json(self, path):
+        seen.append(os.path.isfile(os.path.join(os.path.dirname(path), "bco_running_mean.json")))
+        return original(self, path)
+
+    monkeypatch.setattr(TrainerState, "save_to_json", save_to_json)
+    cfg = _config(tmp_path, loss="bco", max_steps=4, save_strategy="steps", save_steps=2, save_total_limit=1)
+    RDROTrainer(tiny_causal_lm("qwen2", len(setup["tok"])), cfg, setup["rows"].select(range(16)), setup["tok"]).train()
+    assert seen == [True, True]
+    assert sorted(os.listdir(tmp_path / "out")) == ["checkpoint-4", "ref_logprobs"]
+
+
+def test_reference_pass_progress_bar_follows_disable_tqdm(setup, tmp_path, capsys):
+    rows = setup["rows"].select(range(8))
+    for disable in (True, False):
+        cfg = _config(tmp_path / str(disable), disable_tqdm=disable)
+        RDROTrainer(tiny_causal_lm("qwen2", len(setup["tok"])), cfg, rows, setup["tok"])._attach_reference_logprobs()
+        assert ("reference log-probs (once)" in capsys.readouterr().err) is not disable

@@ -25,6 +25,7 @@ g = p+ / p−.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Union
@@ -271,8 +272,9 @@ def ddro_log_ratio(logratio: torch.Tensor, mu: float) -> torch.Tensor:
 
     obtained by reading π_ref = μ p+ + (1 − μ) p− with π_θ standing for p+ (the inverse of
     t = log r_μ(g)). It diverges as e^t → 1/μ: +∞ at t = log(1/μ) (computed as −log μ) and NaN
-    beyond, where the model is undefined.
+    beyond, where the model is undefined. ``mu`` must lie in (0, 1) (ValueError naming it otherwise).
     """
+    mu = check_fraction(mu, "mu")
     u = logratio + math.log(mu)  # log(μ e^t); must be < 0
     return math.log1p(-mu) + logratio - torch.log(-torch.expm1(u))
 
@@ -499,7 +501,8 @@ def bco_loss(
         non-preferred:  −log σ(−(β t − δ))
 
     δ is the running mean of the rewards β t (``running_mean``, updated in place
-    with this batch's detached rewards *before* the loss is formed).
+    with this batch's detached rewards *before* the loss is formed; left unchanged when the call
+    raises, e.g. a one-class batch with ``reduction="per_class"``).
     """
     _check_logratio(logratio)
     preferred = _check_preferred(preferred, logratio)
@@ -509,10 +512,13 @@ def bco_loss(
     b = _check_positive(beta, "beta")
     t = logratio.to(_compute_dtype(logratio))
     rewards = b * t
-    delta = running_mean.update(rewards)
+    pending = dataclasses.replace(running_mean)  # a copy, committed only once the loss is formed
+    delta = pending.update(rewards)
     z = rewards - delta
     per_row = torch.where(preferred, -F.logsigmoid(z), -F.logsigmoid(-z))
-    return _reduce(per_row, preferred, reduction)
+    loss = _reduce(per_row, preferred, reduction)
+    running_mean.load_state_dict(pending.state_dict())
+    return loss
 
 
 def dpo_loss(chosen_logratio: torch.Tensor, rejected_logratio: torch.Tensor, beta: float = 0.1, reduction="mean"):

@@ -581,6 +581,8 @@ def test_ddro_raw_is_infinite_at_the_pole_and_nan_beyond():
         (lambda: losses.bregman_ratio_loss(T, P, "hellinger"), "divergence"),
         (lambda: losses.bregman_ratio_loss(T, P, reduction="sum"), "reduction"),
         (lambda: losses.ddro_log_abs_grad(T, P, 1.0), "mu"),
+        (lambda: losses.ddro_log_ratio(T, 0.0), "mu"),
+        (lambda: losses.ddro_log_ratio(T, 1.5), "mu"),
         (lambda: losses.ddro_log_abs_grad(T, P, 0.5, "hellinger"), "divergence"),
         (lambda: losses.ddro_log_abs_grad(torch.tensor([float("inf"), 0.0, 1.0]), P, 0.5), "log_g"),
     ],
@@ -588,3 +590,13 @@ def test_ddro_raw_is_infinite_at_the_pole_and_nan_beyond():
 def test_bad_input_of_the_log_g_functions_and_reductions(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_bco_running_mean_unchanged_when_the_call_raises():
+    """A bco_loss call that raises (one-class batch, per-class reduction) leaves δ's state as it was."""
+    running = losses.RewardRunningMean()
+    losses.bco_loss(torch.tensor([1.0, -1.0]), torch.tensor([True, False]), running, reduction="per_class")
+    before = running.state_dict()
+    with pytest.raises(ValueError, match="per_class"):
+        losses.bco_loss(torch.tensor([5.0, 7.0]), torch.tensor([True, True]), running, reduction="per_class")
+    assert running.state_dict() == before

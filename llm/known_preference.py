@@ -133,9 +133,9 @@ METHODS: dict[str, dict] = {
 }
 
 #: Part of every cache key: raised when a change alters the worlds or the runs (2: cyclic classes by rank, each run's
-#: LoRA initialisation seeded by the run's seed; 3: cyclic classes by per-prompt length cuts), so results made before
-#: it are not reused.
-RESULTS_VERSION = 3
+#: LoRA initialisation seeded by the run's seed; 3: cyclic classes by per-prompt length cuts; 4: evaluations add the
+#: shares of preferred rows beyond the bound and their exact p+-mass), so results made before it are not reused.
+RESULTS_VERSION = 4
 
 _CYCLIC_BEATS = {0: 1, 1: 2, 2: 0}  # short ≻ medium ≻ long ≻ short
 _NEAR = 0.1
@@ -881,6 +881,10 @@ def evaluate_policy(model, world: KnownPreferenceWorld, tok, cfg: BenchmarkConfi
     texts = [tok.decode(c, skip_special_tokens=True) for _, c, _ in fresh]
     rate, rate_se = _mean_se([world.weight(fresh_idx[i], s) for (i, _, _), s in zip(fresh, texts)])
     exact = _exact_metrics(model, world, tok) if world.space is not None else {}
+    # rows beyond the bound, on held-out and on training rows: overshooting training rows too means the policy
+    # class, not generalisation to unseen rows, puts them there
+    train_pref = [r for r in world.train if r["label"]]
+    t_train = _sequence_logprobs(model, train_pref, tok.pad_token_id) - np.array([r["ref_logprob"] for r in train_pref])
     return {
         "finite": True,
         **exact,
@@ -889,6 +893,8 @@ def evaluate_policy(model, world: KnownPreferenceWorld, tok, cfg: BenchmarkConfi
         "dist_log_ratio": float(np.mean(np.abs(t[pos_w] - (np.log(w[pos_w]) - log_alpha)))),
         "mean_t_w0": float(t[~pos_w].mean()) if (~pos_w).any() else math.nan,
         "share_near_bound": float(np.mean(np.abs(t[pref] + log_alpha) < _NEAR)),
+        "share_above_bound": float(np.mean(t[pref] + log_alpha > _NEAR)),
+        "share_above_bound_train": float(np.mean(t_train + log_alpha > _NEAR)),
         "mean_t_preferred": float(t[pref].mean()),
         "mean_t_nonpreferred": float(t[~pref].mean()),
         "fresh_preferred_rate": rate,
@@ -899,14 +905,22 @@ def evaluate_policy(model, world: KnownPreferenceWorld, tok, cfg: BenchmarkConfi
 
 
 def _exact_metrics(model, world: KnownPreferenceWorld, tok) -> dict:
-    """KL(p+ ‖ π_θ) and E_{π_θ}[w] summed over the enumerated responses of every prompt, then averaged over prompts."""
+    """KL(p+ ‖ π_θ) and E_{π_θ}[w] summed over the enumerated responses of every prompt, then averaged over prompts;
+    and the p+-mass of the responses whose t exceeds log(1/α) + 0.1 (0 at π_θ = p+; the exact counterpart of
+    ``share_above_bound``) and of those whose t lies within 0.1 of their own log r_α = log(w/α) (1 at π_θ = p+)."""
     space, w = world.space, world.space_w
     log_pol = exact_response_logprobs(model, world.prompt_ids, space.responses, tok.pad_token_id)
     pos = w > 0
     log_pplus = space.ref_logprob + np.log(np.where(pos, w, 1.0)) - math.log(world.alpha)  # used where w > 0 only
-    kl = (np.where(pos, np.exp(log_pplus), 0.0) * np.where(pos, log_pplus - log_pol, 0.0)).sum(axis=1)
+    pplus = np.where(pos, np.exp(log_pplus), 0.0)
+    kl = (pplus * np.where(pos, log_pplus - log_pol, 0.0)).sum(axis=1)
     rate = (np.exp(log_pol) * w).sum(axis=1)
-    return {"kl_pplus_exact": float(kl.mean()), "preferred_rate_exact": float(rate.mean())}
+    t = log_pol - space.ref_logprob
+    log_r = np.log(np.where(pos, w, 1.0)) - math.log(world.alpha)  # log r_α = log(w/α) where w > 0
+    above = (pplus * (t + math.log(world.alpha) > _NEAR)).sum(axis=1)
+    near = (pplus * (np.abs(t - log_r) < _NEAR)).sum(axis=1)
+    return {"kl_pplus_exact": float(kl.mean()), "preferred_rate_exact": float(rate.mean()),
+            "pplus_mass_above_bound_exact": float(above.mean()), "pplus_mass_near_target_exact": float(near.mean())}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------
@@ -1359,9 +1373,39 @@ def _summarise(runs: dict) -> tuple[list, list]:
 # ---------------------------------------------------------------------------
 
 
+_WORLD_METHOD_FIELDS = {"threshold": "threshold_methods", "cyclic": "cyclic_methods", "example": "dynamics_methods"}
+
+
+def config_overrides(worlds: str | None, assignments: list[str]) -> dict:
+    """:class:`BenchmarkConfig` changes from the command line: ``worlds`` (comma-separated names of
+    :data:`WORLDS` and ``example``: the other worlds get no method) and ``assignments`` ``FIELD=VALUE`` for the
+    int / float / str fields (a bad field name or value is a ValueError naming it)."""
+    changes = {}
+    if worlds:
+        names = [w.strip() for w in worlds.split(",") if w.strip()]
+        unknown = [w for w in names if w not in _WORLD_METHOD_FIELDS]
+        if unknown or not names:
+            raise ValueError(f"--worlds must name some of {list(_WORLD_METHOD_FIELDS)}, got {worlds!r}")
+        changes.update({f: () for w, f in _WORLD_METHOD_FIELDS.items() if w not in names})
+    kinds = {f.name: f.type for f in dataclasses.fields(BenchmarkConfig)}
+    for item in assignments:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or kinds.get(key) not in ("int", "float", "str"):
+            settable = sorted(k for k, v in kinds.items() if v in ("int", "float", "str"))
+            raise ValueError(f"--set takes FIELD=VALUE with FIELD one of {settable}, got {item!r}")
+        try:
+            changes[key] = {"int": int, "float": float, "str": str}[kinds[key]](text.strip())
+        except ValueError:
+            raise ValueError(
+                f"--set {key} must be {'an integer' if kinds[key] == 'int' else 'a number'}, got {text!r}"
+            ) from None
+    return changes
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``rdro benchmark known-preference [--quick] [--seed N] [--methods a,b] [--cache-dir DIR] [--grad-filter EPS]
-    [--force]``
+    """``rdro benchmark known-preference [--quick] [--seed N] [--methods a,b] [--worlds w,...] [--set FIELD=VALUE ...]
+    [--cache-dir DIR] [--grad-filter EPS] [--force]``
     (and ``rdro benchmark throughput ...``, see :mod:`rdro.llm.trainer_throughput`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="rdro benchmark", description="LLM benchmarks of rdro")
@@ -1376,6 +1420,12 @@ def main(argv: list[str] | None = None) -> int:
     kp.add_argument("--gpu-scale", action="store_true", help="the larger GPU_CONFIG sizes (needs a GPU in practice)")
     kp.add_argument("--grad-filter", type=float, default=0.0, metavar="EPS",
                     help="train with the LM-head op's approximate backward at threshold EPS (default 0: exact)")  # fmt: skip
+    kp.add_argument(
+        "--worlds", default=None, help=f"comma-separated subset of {','.join(WORLDS)},example (default: all)"
+    )
+    kp.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
+                    help="override a BenchmarkConfig size, e.g. --set steps=192 --set eval_every=48 --set lora_r=32 "
+                    "(repeatable; results are cached under the changed configuration)")  # fmt: skip
     kp.add_argument("--force", action="store_true", help="recompute even when cached")
     kp.add_argument("--no-progress", action="store_true")
     sub.add_parser("throughput", help="GPU throughput: rdro trainer vs TRL KTOTrainer (± Liger)", add_help=False)
@@ -1393,6 +1443,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.model:
         config = dataclasses.replace(base, model=args.model)
     try:
+        if args.worlds or args.overrides:
+            config = dataclasses.replace(config or base, **config_overrides(args.worlds, args.overrides))
         if args.grad_filter:
             config = dataclasses.replace(config or base, logprob_grad_filter=args.grad_filter)
         result = run_known_preference(quick=args.quick, cache_dir=args.cache_dir, seed=args.seed, methods=methods,

@@ -30,9 +30,10 @@ INFO = FigureInfo(
         "(pooled_rdro_target; r_α' for α'), not to r_α. Lines: mean over seeds; bands: 95 % t-intervals; dashed: "
         "least-squares log-log fit over n ≥ the fit threshold, slope and 95 % interval in the legend; dotted grey: the "
         "parametric rate (slope −0.5 for the RMSE and TV, −1 for the KL). Where a t-interval reaches below zero its "
-        "band is cut at the bottom of the panel. The continuous world's slope interval (legend) lies above −0.5: "
-        "its error falls somewhat more slowly than n^−1/2 over this range of n, although the linear model holds log "
-        "r_α (not investigated; the claim-2 check accepts slopes in [−0.65, −0.35])."
+        "band is cut at the bottom of the panel. The continuous world averages 100 seeds (the toy world 20): with "
+        "20 its slope has a standard error of ≈ 0.034, and seeds 0–19 gave −0.42 (95 % interval −0.48…−0.35), a "
+        "1-in-20 draw — 400 seeds give −0.496 ± 0.015, and √n · mean RMSE is flat from n ≈ 300 on, close to the "
+        "asymptotic (sandwich) value of the linear logistic fit; the claim-2 check accepts slopes in [−0.65, −0.35]."
     ),
     claims=(2,),
     compute_version=2,

@@ -1,6 +1,8 @@
 """rdro.estimators: each estimator against closed-form ratios of Gaussian pairs, cross-checks
 against independent references, the scikit-learn conventions and input validation."""
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.stats as st
@@ -224,6 +226,19 @@ def test_kliep_solves_its_problem(shift, sigma_factor):
     ratio = (A.T @ (1.0 / (A @ est.coef_)) / A.shape[0]) / b  # KKT: ≤ 1, = 1 where θ_l > 0
     assert ratio.max() <= 1.0 + 0.05
     assert np.abs(ratio[est.coef_ > 1e-6 * est.coef_.max()] - 1.0).max() <= 0.05
+
+
+def test_kliep_tiny_sigma_gives_finite_cv_scores():
+    """Far apart classes and σ ≪ the median distance: centres with (numerically) no X_den mass and held-out rows
+    with no kernel mass made the EM update overflow (NaN CV scores, which argmax would have picked); they are
+    skipped, every CV score is finite and the chosen σ is one of the grid's."""
+    X_den, X_num = GaussianPair(d=1, shift=3.0).sample(400, seed=3)  # the earlier solver: NaN at both small σ
+    med = median_distance(np.vstack([X_num, X_den]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow / invalid-value warnings either
+        est = KLIEP(n_centers=100, sigma_grid=[0.005 * med, 0.02 * med, med]).fit(X_num, X_den)
+    assert np.isfinite(est.cv_scores_).all() and est.sigma_ in est.sigma_grid_
+    assert np.isfinite(est.predict(X_num)).all()
 
 
 @pytest.mark.parametrize(

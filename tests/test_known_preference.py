@@ -186,7 +186,7 @@ def test_exact_metrics_match_brute_force_and_closed_forms(tiny_pool, world_name)
             p.add_(0.3 * torch.randn_like(p))
     for policy, at_ref in ((model, True), (perturbed, False)):
         got = kp.evaluate_policy(policy, world, tok, TINY, seed=1)
-        kls, rates = [], []
+        kls, rates, above, near = [], [], [], []
         for i in range(len(pool.prompts)):
             responses, log_ref = _enumerated_logp(model, tok, pool, i)
             _, log_pol = _enumerated_logp(policy, tok, pool, i)
@@ -195,9 +195,20 @@ def test_exact_metrics_match_brute_force_and_closed_forms(tiny_pool, world_name)
             pp = np.exp(log_ref) * w / world.alpha
             kls.append(sum(q * (math.log(q) - lp) for q, lp in zip(pp, log_pol) if q > 0))
             rates.append(float(np.dot(np.exp(log_pol), w)))
+            t = log_pol - log_ref
+            above.append(sum(q for q, ti in zip(pp, t) if q > 0 and ti > math.log(1 / world.alpha) + 0.1))
+            near.append(sum(q for q, ti, wi in zip(pp, t, w) if q > 0 and abs(ti - math.log(wi / world.alpha)) < 0.1))
         assert got["kl_pplus_exact"] == pytest.approx(np.mean(kls), abs=1e-5)
         assert got["preferred_rate_exact"] == pytest.approx(np.mean(rates), abs=1e-6)
-        if at_ref:
+        assert got["pplus_mass_above_bound_exact"] == pytest.approx(np.mean(above), abs=1e-6)
+        assert got["pplus_mass_near_target_exact"] == pytest.approx(np.mean(near), abs=1e-6)
+        held_pref = [r for r in world.heldout if r["label"]]
+        t_held = kp._sequence_logprobs(policy, held_pref, tok.pad_token_id) - [r["ref_logprob"] for r in held_pref]
+        assert got["share_above_bound"] == pytest.approx(np.mean(t_held > math.log(1 / world.alpha) + 0.1))
+        if at_ref:  # t = 0 everywhere: nothing beyond log(1/α) + 0.1, in training or held-out rows
+            assert (
+                got["pplus_mass_above_bound_exact"] == got["share_above_bound"] == got["share_above_bound_train"] == 0
+            )
             assert got["preferred_rate_exact"] == pytest.approx(world.alpha, abs=1e-6)
             assert abs(got["kl_pplus"] - got["kl_pplus_exact"]) < 3 * got["kl_pplus_se"] + 1e-9
             kl_at_ref = got["kl_pplus_exact"]
@@ -415,6 +426,14 @@ def test_run_and_cli_errors(tmp_path, capsys):
     assert "logprob_grad_filter must be a probability threshold in [0, 1)" in capsys.readouterr().err
     assert kp.FULL_CONFIG.digest() == dataclasses.replace(kp.FULL_CONFIG, logprob_grad_filter=0.0).digest()
     assert kp.FULL_CONFIG.digest() != dataclasses.replace(kp.FULL_CONFIG, logprob_grad_filter=1e-3).digest()
+    assert kp.config_overrides("threshold,example", ["steps=192", "learning_rate=3e-4", "lr_scheduler=cosine"]) == {
+        "cyclic_methods": (), "steps": 192, "learning_rate": 3e-4, "lr_scheduler": "cosine"}  # fmt: skip
+    for worlds, sets, match in ((None, ["steps=1.5"], "steps must be an integer"), (None, ["steps"], "FIELD=VALUE"),
+                                (None, ["lora_targets=q"], "FIELD=VALUE"), ("paired", [], "--worlds")):  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            kp.config_overrides(worlds, sets)
+    assert kp.main(["known-preference", "--quick", "--set", "steps=0", "--cache-dir", str(tmp_path)]) == 2
+    assert "steps must be a positive integer" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         kp.main(["--help"])
     assert exc.value.code == 0 and "known-preference" in capsys.readouterr().out

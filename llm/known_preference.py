@@ -134,7 +134,8 @@ METHODS: dict[str, dict] = {
 
 #: Part of every cache key: raised when a change alters the worlds or the runs (2: cyclic classes by rank, each run's
 #: LoRA initialisation seeded by the run's seed; 3: cyclic classes by per-prompt length cuts; 4: evaluations add the
-#: shares of preferred rows beyond the bound and their exact p+-mass), so results made before it are not reused.
+#: shares of preferred rows beyond the bound and their exact p+-mass, the trainer's log that share on its batches), so
+#: results made before it are not reused.
 RESULTS_VERSION = 4
 
 _CYCLIC_BEATS = {0: 1, 1: 2, 2: 0}  # short ≻ medium ≻ long ≻ short
@@ -881,10 +882,6 @@ def evaluate_policy(model, world: KnownPreferenceWorld, tok, cfg: BenchmarkConfi
     texts = [tok.decode(c, skip_special_tokens=True) for _, c, _ in fresh]
     rate, rate_se = _mean_se([world.weight(fresh_idx[i], s) for (i, _, _), s in zip(fresh, texts)])
     exact = _exact_metrics(model, world, tok) if world.space is not None else {}
-    # rows beyond the bound, on held-out and on training rows: overshooting training rows too means the policy
-    # class, not generalisation to unseen rows, puts them there
-    train_pref = [r for r in world.train if r["label"]]
-    t_train = _sequence_logprobs(model, train_pref, tok.pad_token_id) - np.array([r["ref_logprob"] for r in train_pref])
     return {
         "finite": True,
         **exact,
@@ -894,7 +891,6 @@ def evaluate_policy(model, world: KnownPreferenceWorld, tok, cfg: BenchmarkConfi
         "mean_t_w0": float(t[~pos_w].mean()) if (~pos_w).any() else math.nan,
         "share_near_bound": float(np.mean(np.abs(t[pref] + log_alpha) < _NEAR)),
         "share_above_bound": float(np.mean(t[pref] + log_alpha > _NEAR)),
-        "share_above_bound_train": float(np.mean(t_train + log_alpha > _NEAR)),
         "mean_t_preferred": float(t[pref].mean()),
         "mean_t_nonpreferred": float(t[~pref].mean()),
         "fresh_preferred_rate": rate,
@@ -934,6 +930,7 @@ _LOG_KEYS = {
     "logratio/nonpreferred_mean": "t_nonpreferred_mean",
     "logratio/preferred_std": "t_preferred_std",
     "logratio/preferred_near_log_inv_alpha": "share_near_bound_train",
+    "logratio/preferred_above_log_inv_alpha": "share_above_bound_train",  # training rows (batch): cf. share_above_bound
     "rewards/accuracy": "reward_accuracy",
     "kl": "kto_kl",
 }

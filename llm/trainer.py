@@ -235,6 +235,15 @@ class RDROTrainer(Trainer):
         per_class = args.reduction == "per_class"
         self.dataset_preferred_fraction = preferred_fraction(list(labels)) if per_class else None
         self.is_lora = hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
+        half = sorted(
+            {n.split(".")[-1] for n, p in model.named_parameters() if p.requires_grad and p.dtype == torch.float16}
+        )
+        if args.fp16 and half:  # torch's GradScaler refuses fp16 gradients ("Attempting to unscale FP16 gradients")
+            raise ValueError(
+                "fp16=True (autocast with a loss scaler) needs fp32 trainable weights, but the model has float16 "
+                f"trainable parameters ({', '.join(half[:4])}…): load it with model_dtype float32 (autocast still "
+                "computes in fp16), train LoRA adapters (fp32), or use bf16"
+            )
         self.needs_reference = args.loss != "sft"
         self.reference_on_the_fly = self.needs_reference and (not args.precompute_ref_logprobs or args.loss == "kto")
         if ref_model is None and self.needs_reference and not self.is_lora and self.reference_on_the_fly:
@@ -634,7 +643,8 @@ class RDROTrainer(Trainer):
 
     def _record_metrics(self, t: torch.Tensor, preferred: torch.Tensor, kl) -> None:
         """Accumulate sums (so means/stds are exact over all micro-batches, accumulation steps and
-        processes between two logs): per class n, Σt, Σt²; preferred rows with |t − log(1/α)| < 0.1;
+        processes between two logs): per class n, Σt, Σt²; preferred rows with |t − log(1/α)| < 0.1 and with
+        t > log(1/α) + 0.1 (beyond RDRO's target bound);
         reward accuracy (DPO: t_chosen > t_rejected; else sign(t) agrees with the label); KTO's z0."""
         t = t.double()
         pos, neg = preferred, ~preferred
@@ -651,6 +661,7 @@ class RDROTrainer(Trainer):
             "sumsq_t_pos": (t[pos] ** 2).sum(),
             "sumsq_t_neg": (t[neg] ** 2).sum(),
             "near_bound": ((t[pos] - bound).abs() < _NEAR_BOUND).sum(),
+            "above_bound": (t[pos] - bound > _NEAR_BOUND).sum(),
             "correct": correct,
             "judged": judged,
         }
@@ -677,6 +688,7 @@ class RDROTrainer(Trainer):
                     logs[f"logratio/{'preferred' if cls == 'pos' else 'nonpreferred'}_std"] = math.sqrt(var)
             if s["n_pos"] > 0:
                 logs["logratio/preferred_near_log_inv_alpha"] = s["near_bound"] / s["n_pos"]
+                logs["logratio/preferred_above_log_inv_alpha"] = s["above_bound"] / s["n_pos"]
             if s["judged"] > 0:
                 logs["rewards/accuracy"] = s["correct"] / s["judged"]
             if s.get("kl_n", 0) > 0:

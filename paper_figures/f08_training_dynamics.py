@@ -33,7 +33,12 @@ INFO = FigureInfo(
         "|t − log(1/α)| < 0.1 (lines; open circles: the held-out preferred rows at each evaluation, the statistic of "
         "the saturation check); dashed grey (known-preference data, where r_α is known): that share at the optimum "
         "π_θ = p+, where t = log r_α = log(w/α) and only the preferred rows with w ≈ 1 sit at the bound. A cross marks "
-        "the step at which a run's weights became non-finite (drawn at its last finite value)."
+        "the step at which a run's weights became non-finite (drawn at its last finite value). Claim 6's row-level "
+        "check fails for RDRO although its batch mean stays under the bound: some preferred rows end above "
+        "log(1/α) + 0.1 — training rows as often as held-out ones, and neither more steps nor a larger LoRA rank "
+        "removes them (README, stop 18). RDRO's loss is minimised at t = log(1/α) row by row, but a LoRA adapter "
+        "moves the logits of similar responses together, so the fitted ratio of the normalised policy is bounded on "
+        "average, not row by row."
     ),
     claims=(6,),
     compute_version=6,

@@ -127,6 +127,39 @@ def test_every_loss_runs_twenty_steps(setup, tmp_path, loss):
         assert all("kl" in h for h in trainer.state.log_history if "loss" in h)
 
 
+def test_fp16_with_half_precision_trainable_weights_is_refused(setup, tmp_path):
+    """fp16 mixed precision uses a loss scaler, and torch's GradScaler cannot unscale fp16 gradients — on a GPU a
+    float16 model trained in full with fp16=True would fail at the first step, after the reference pass. The trainer
+    refuses it at construction; fp32 weights, and fp16 frozen weights with fp32 adapters, are accepted."""
+    weight = torch.nn.Parameter(torch.ones(3, dtype=torch.float16))
+    scaler, opt = torch.amp.GradScaler("cpu"), torch.optim.SGD([weight], lr=0.1)
+    scaler.scale((2 * weight.float()).sum()).backward()
+    with pytest.raises(ValueError, match="unscale FP16 gradients"):  # the failure the check prevents
+        scaler.unscale_(opt)
+    half = tiny_causal_lm("qwen2", len(setup["tok"])).to(torch.float16)
+    with pytest.raises(ValueError, match="fp16=True .* float16 trainable parameters"):
+        RDROTrainer(half, _config(tmp_path, fp16=True), setup["rows"], setup["tok"])
+    RDROTrainer(half, _config(tmp_path), setup["rows"], setup["tok"])  # no loss scaler: accepted
+    half.requires_grad_(False).lm_head.to(torch.float32).requires_grad_(True)  # frozen fp16 body, fp32 trainable part
+    RDROTrainer(half, _config(tmp_path, fp16=True), setup["rows"], setup["tok"])
+
+
+def test_logged_shares_near_and_beyond_the_bound(setup, tmp_path):
+    """The log's shares of preferred rows with |t − log(1/α)| < 0.1 and with t > log(1/α) + 0.1, accumulated over
+    two micro-batches, against a hand count."""
+    trainer = RDROTrainer(tiny_causal_lm("qwen2", len(setup["tok"])), _config(tmp_path), setup["rows"], setup["tok"])
+    bound = math.log(1 / trainer.alpha)
+    t1, p1 = torch.tensor([bound, bound + 0.05, bound + 0.2, -1.0]), torch.tensor([True, True, True, False])
+    t2, p2 = torch.tensor([bound + 1.0, 0.0, bound - 0.5]), torch.tensor([True, True, False])
+    trainer._record_metrics(t1, p1, None)
+    trainer._record_metrics(t2, p2, None)
+    logs = {"loss": 0.0}
+    trainer.log(logs)
+    assert logs["logratio/preferred_near_log_inv_alpha"] == pytest.approx(2 / 5)  # bound, bound + 0.05
+    assert logs["logratio/preferred_above_log_inv_alpha"] == pytest.approx(2 / 5)  # bound + 0.2, bound + 1
+    assert logs["logratio/preferred_mean"] == pytest.approx((3 * bound + 0.25 + bound + 1.0) / 5)
+
+
 def test_rdro_loss_falls(setup, tmp_path):
     model = tiny_causal_lm("llama", len(setup["tok"]))
     rows = setup["rows"].select(range(16))

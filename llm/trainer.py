@@ -235,15 +235,6 @@ class RDROTrainer(Trainer):
         per_class = args.reduction == "per_class"
         self.dataset_preferred_fraction = preferred_fraction(list(labels)) if per_class else None
         self.is_lora = hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
-        half = sorted(
-            {n.split(".")[-1] for n, p in model.named_parameters() if p.requires_grad and p.dtype == torch.float16}
-        )
-        if args.fp16 and half:  # torch's GradScaler refuses fp16 gradients ("Attempting to unscale FP16 gradients")
-            raise ValueError(
-                "fp16=True (autocast with a loss scaler) needs fp32 trainable weights, but the model has float16 "
-                f"trainable parameters ({', '.join(half[:4])}…): load it with model_dtype float32 (autocast still "
-                "computes in fp16), train LoRA adapters (fp32), or use bf16"
-            )
         self.needs_reference = args.loss != "sft"
         self.reference_on_the_fly = self.needs_reference and (not args.precompute_ref_logprobs or args.loss == "kto")
         if ref_model is None and self.needs_reference and not self.is_lora and self.reference_on_the_fly:
@@ -266,6 +257,17 @@ class RDROTrainer(Trainer):
             processing_class=processing_class,
             callbacks=callbacks,
         )
+        # torch's GradScaler refuses fp16 gradients ("Attempting to unscale FP16 gradients"); DeepSpeed keeps fp32
+        # master weights of its own and FSDP's ShardedGradScaler accepts fp16, so only the plain path is refused
+        half = sorted(
+            {n.split(".")[-1] for n, p in model.named_parameters() if p.requires_grad and p.dtype == torch.float16}
+        )
+        if args.fp16 and half and not (self.is_deepspeed_enabled or self.is_fsdp_enabled):
+            raise ValueError(
+                "fp16=True (autocast with a loss scaler) needs fp32 trainable weights, but the model has float16 "
+                f"trainable parameters ({', '.join(half[:4])}…): load it with model_dtype float32 (autocast still "
+                "computes in fp16), train LoRA adapters (fp32), or use bf16 (DeepSpeed keeps fp32 master weights)"
+            )
         # The losses but SFT are per-micro-batch means: the Trainer divides them by the accumulation steps. SFT's
         # token mean is normalised by the preferred completion tokens of the whole effective batch instead (counted
         # by _get_num_items_in_batch), so that it does not depend on how the batch is split into micro-batches.

@@ -32,7 +32,7 @@ INFO = FigureInfo(
         "parametric rate (slope −0.5 for the RMSE and TV, −1 for the KL). Where a t-interval reaches below zero its "
         "band is cut at the bottom of the panel. The continuous world averages 100 seeds (the toy world 20): with "
         "20 its slope has a standard error of ≈ 0.034, and seeds 0–19 gave −0.42 (95 % interval −0.48…−0.35), a "
-        "1-in-20 draw — 400 seeds give −0.496 ± 0.015, and √n · mean RMSE is flat from n ≈ 300 on, close to the "
+        "1-in-20 draw — 400 seeds give −0.496 (−0.511…−0.481), and √n · mean RMSE is flat from n ≈ 300 on, close to the "
         "asymptotic (sandwich) value of the linear logistic fit; the claim-2 check accepts slopes in [−0.65, −0.35]."
     ),
     claims=(2,),

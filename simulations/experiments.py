@@ -274,7 +274,7 @@ def _e2_config(quick: bool) -> dict:
         "slope_min_n": 300 if quick else 1000,
         "seeds": 4 if quick else 20,  # toy world
         # continuous world: its RMSE slope from 20 seeds has SE ≈ 0.034 (seeds 0–19 gave −0.42, CI −0.48…−0.35,
-        # a 1-in-20 draw: 400 seeds give −0.496 ± 0.015); 100 seeds give SE ≈ 0.015 for ≈ 1 CPU-minute more
+        # a 1-in-20 draw: 400 seeds give −0.496, CI −0.511…−0.481); 100 seeds give SE ≈ 0.015 for ≈ 25 s more
         "continuous_seeds": 4 if quick else 100,
     }
 
